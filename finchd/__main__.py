@@ -1,0 +1,3 @@
+from finchd.cli import main
+
+raise SystemExit(main())
