@@ -34,8 +34,9 @@ BUSYBOX = "busybox:latest"
 FINCHD_START_TIMEOUT = 240.0
 FINCHD_STOP_TIMEOUT = 30.0
 
-# Log files whose tails are attached to the report of every failed engine test.
-_DIAGNOSTIC_LOGS: dict[str, Path] = {}
+# Log files whose tails are attached to the report of every failed engine test,
+# with the max number of characters of each.
+_DIAGNOSTIC_LOGS: dict[str, tuple[Path, int]] = {}
 
 
 def unique_name(prefix: str) -> str:
@@ -58,8 +59,8 @@ def pytest_runtest_makereport(
     outcome = yield
     report = outcome.get_result()
     if report.failed and item.get_closest_marker("engine"):
-        for title, path in _DIAGNOSTIC_LOGS.items():
-            report.sections.append((title, _tail(path)))
+        for title, (path, max_chars) in _DIAGNOSTIC_LOGS.items():
+            report.sections.append((title, _tail(path, max_chars)))
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +82,7 @@ def registry(
 ) -> Iterator[LocalRegistry]:
     """A loopback registry that serves busybox:latest and library/busybox:latest."""
     local = LocalRegistry(tmp_path_factory.mktemp("registry"))
-    _DIAGNOSTIC_LOGS["docker-registry log"] = local.log_path
+    _DIAGNOSTIC_LOGS["docker-registry log"] = (local.log_path, 5000)
     local.start()
     try:
         for repository in ("busybox", "library/busybox"):
@@ -205,7 +206,7 @@ def finchd_socket(registry_hosts: LocalRegistry) -> Iterator[str]:
 
     workdir = Path(tempfile.mkdtemp(prefix="fd-", dir="/tmp"))
     daemon = FinchdProcess(str(workdir / "d.sock"), workdir / "finchd.log")
-    _DIAGNOSTIC_LOGS["finchd serve output"] = daemon.log_path
+    _DIAGNOSTIC_LOGS["finchd serve output"] = (daemon.log_path, 20000)
     try:
         daemon.start(workdir)
         yield daemon.socket_path
