@@ -1,0 +1,1 @@
+"""HTTP handlers for the Docker Engine API, one module per resource."""

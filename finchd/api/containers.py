@@ -1,0 +1,203 @@
+"""Handlers for `/containers/...`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from finchd.api.app import SERVICES, at_least, route
+from finchd.api.params import flag, integer, json_body
+from finchd.api.streams import MULTIPLEXED, RAW, frame, hijack, send_headers_now
+from finchd.errors import InvalidParameterError
+from finchd.services.container_io import AttachSession
+from finchd.services.containers import ContainerService
+
+
+def _service(request: web.Request) -> ContainerService:
+    service: ContainerService = request.app[SERVICES]["containers"]
+    return service
+
+
+def _id(request: web.Request) -> str:
+    return request.match_info["id"]
+
+
+async def create(request: web.Request) -> web.Response:
+    """POST /containers/create"""
+    body = await json_body(request)
+    name = request.query.get("name")
+    result = await _service(request).create(body, name)
+    return web.json_response(result, status=201)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    """GET /containers/{id}/json"""
+    view = await _service(request).find(_id(request))
+    if flag(request, "size"):
+        view["SizeRw"] = 0
+        view["SizeRootFs"] = 0
+    return web.json_response(view)
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    """GET /containers/json"""
+    result = await _service(request).list(
+        all=flag(request, "all"), limit=integer(request, "limit"),
+        size=flag(request, "size"), filters_raw=request.query.get("filters"),
+    )
+    return web.json_response(result)
+
+
+async def start(request: web.Request) -> web.Response:
+    """POST /containers/{id}/start"""
+    if request.query.get("checkpoint"):
+        raise InvalidParameterError("checkpoints are not supported by finchd")
+    await _service(request).start(_id(request))
+    return web.Response(status=204)
+
+
+def _stop_options(request: web.Request) -> tuple[int | None, str | None]:
+    timeout = integer(request, "t")
+    if timeout is not None and timeout < -1:
+        raise InvalidParameterError(f"invalid value for t: {timeout}")
+    return timeout, request.query.get("signal") or None
+
+
+async def stop(request: web.Request) -> web.Response:
+    """POST /containers/{id}/stop"""
+    timeout, signal = _stop_options(request)
+    await _service(request).stop(_id(request), timeout, signal)
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.Response:
+    """POST /containers/{id}/restart"""
+    timeout, signal = _stop_options(request)
+    await _service(request).restart(_id(request), timeout, signal)
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    """POST /containers/{id}/kill"""
+    await _service(request).kill(_id(request), request.query.get("signal") or "SIGKILL")
+    return web.Response(status=204)
+
+
+async def remove(request: web.Request) -> web.Response:
+    """DELETE /containers/{id}"""
+    if flag(request, "link"):
+        raise InvalidParameterError("links are not supported by finchd")
+    await _service(request).remove(_id(request), force=flag(request, "force"),
+                                   volumes=flag(request, "v"))
+    return web.Response(status=204)
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    """POST /containers/{id}/wait. Headers go out at once; the body when the wait ends."""
+    service = _service(request)
+    condition = request.query.get("condition") or "not-running"
+    await service.find(_id(request))
+    waiter = asyncio.ensure_future(service.wait(_id(request), condition))
+    try:
+        await asyncio.wait_for(asyncio.shield(waiter), timeout=0.05)
+    except TimeoutError:
+        pass
+    if waiter.done():
+        return web.json_response({"StatusCode": waiter.result(), "Error": None})
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    send_headers_now(response)
+    try:
+        code = await waiter
+        body = {"StatusCode": code, "Error": None}
+    except Exception as exc:  # noqa: BLE001 - reported inside the started response
+        message = getattr(exc, "message", None) or str(exc)
+        body = {"StatusCode": -1, "Error": {"Message": message}}
+    await response.write(json.dumps(body).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    """GET /containers/{id}/logs"""
+    service = _service(request)
+    view = await service.find(_id(request))
+    tty = bool(view["Config"].get("Tty"))
+    chunks = service.io.logs(
+        view["Id"], follow=flag(request, "follow"), timestamps=flag(request, "timestamps"),
+        since=request.query.get("since"), until=request.query.get("until"),
+        tail=request.query.get("tail"), stdout=flag(request, "stdout"),
+        stderr=flag(request, "stderr"),
+    )
+    first = await anext(chunks, None)
+    multiplexed = not tty and at_least(request, "1.42")
+    response = web.StreamResponse(headers={"Content-Type": MULTIPLEXED if multiplexed else RAW})
+    await response.prepare(request)
+    send_headers_now(response)
+    if first is None:
+        await response.write_eof()
+        return response
+    await response.write(frame(*first) if not tty else first[1])
+    async for stream, data in chunks:
+        await response.write(frame(stream, data) if not tty else data)
+    await response.write_eof()
+    return response
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    """POST /containers/{id}/attach: answers 101 and streams over the raw socket."""
+    service = _service(request)
+    view = await service.find(_id(request))
+    tty = bool(view["Config"].get("Tty"))
+    # Non-TTY output is framed at every version; only the declared type changed in 1.42.
+    multiplexed = not tty and at_least(request, "1.42")
+    use_frames = not tty
+    response, connection = await hijack(request, MULTIPLEXED if multiplexed else RAW)
+
+    async def write(stream: int, data: bytes) -> None:
+        await connection.write(frame(stream, data) if use_frames else data)
+
+    session = AttachSession(
+        write=write,
+        stdin=connection.reader if flag(request, "stdin") else None,
+        stdout=flag(request, "stdout"), stderr=flag(request, "stderr"),
+    )
+    try:
+        await service.attach(view, session, logs=flag(request, "logs"),
+                             stream=flag(request, "stream"))
+        closed = asyncio.ensure_future(connection.closed.wait())
+        done = asyncio.ensure_future(session.done.wait())
+        await asyncio.wait({closed, done}, return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        done.cancel()
+    finally:
+        connection.close()
+    return response
+
+
+async def resize(request: web.Request) -> web.Response:
+    """POST /containers/{id}/resize"""
+    height = integer(request, "h", 0) or 0
+    width = integer(request, "w", 0) or 0
+    if height < 0 or width < 0 or height > 65535 or width > 65535:
+        raise InvalidParameterError("invalid terminal size: h and w must be 0 to 65535")
+    view = await _service(request).find(_id(request))
+    _service(request).io.resize(view["Id"], height, width)
+    return web.Response(status=200)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    route(router, "POST", "/containers/create", create)
+    route(router, "GET", "/containers/json", list_containers)
+    route(router, "GET", "/containers/{id}/json", inspect)
+    route(router, "POST", "/containers/{id}/start", start)
+    route(router, "POST", "/containers/{id}/stop", stop)
+    route(router, "POST", "/containers/{id}/restart", restart)
+    route(router, "POST", "/containers/{id}/kill", kill)
+    route(router, "POST", "/containers/{id}/wait", wait)
+    route(router, "DELETE", "/containers/{id}", remove)
+    route(router, "GET", "/containers/{id}/logs", logs)
+    route(router, "POST", "/containers/{id}/attach", attach)
+    route(router, "POST", "/containers/{id}/resize", resize)

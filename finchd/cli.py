@@ -1,0 +1,53 @@
+"""The `finchd` command: serve, engine, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from finchd import __version__
+from finchd.config import ConfigError, Settings, add_arguments, load
+from finchd.paths import Paths
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="finchd", description="Rootless Docker Engine API daemon")
+    root.add_argument("--version", action="version", version=f"finchd {__version__}")
+    commands = root.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "serve the Docker API on a Unix socket (foreground)"),
+                            ("engine", "run the rootless engine: rootlesskit, containerd, buildkitd"),
+                            ("check", "check that this machine and user can run rootless containers")):
+        add_arguments(commands.add_parser(name, help=help_text))
+    return root
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        paths = Paths.from_environment()
+        settings: Settings = load(args, paths)
+    except (ConfigError, RuntimeError) as exc:
+        print(f"finchd: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    if args.command == "check":
+        from finchd.check import run_check
+        return run_check(settings, paths)
+    if args.command == "engine":
+        from finchd.engine.supervisor import run_engine
+        return run_engine(settings, paths)
+    from finchd.server import SocketInUseError, serve
+    try:
+        return asyncio.run(serve(settings, paths))
+    except SocketInUseError as exc:
+        print(f"finchd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,196 @@
+"""nerdctl argv and output parsing for containers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from finchd.errors import ConflictError, EngineError, NoSuchContainerError
+from finchd.nerdctl.runner import Result, Runner
+from finchd.specs import CreateSpec
+
+NOT_FOUND_MARKERS = ("no such container", "not found")
+
+
+def raise_for_container(result: Result, reference: str) -> None:
+    """Translate a failed nerdctl container command into finchd's errors."""
+    if result.returncode == 0:
+        return
+    text = result.error_text
+    lowered = text.lower()
+    if any(marker in lowered for marker in NOT_FOUND_MARKERS):
+        raise NoSuchContainerError(reference)
+    if "already used" in lowered or "already exists" in lowered:
+        raise ConflictError(text)
+    raise EngineError(text or "nerdctl failed")
+
+
+def create_args(spec: CreateSpec, *, log_opts: dict[str, str] | None = None) -> list[str]:
+    """Build `nerdctl container create` argv. Every value is bound to its flag with `=`."""
+    host = spec.host_config
+    config = spec.config
+    args = ["container", "create", "--pull=never"]
+    if spec.name:
+        args.append(f"--name={spec.name}")
+    args += _flag_values(config, host)
+    args += [f"--env={entry}" for entry in spec.env]
+    args += [f"--label={key}={value}" for key, value in spec.labels.items()]
+    args += [f"--volume={volume}" for volume in spec.volumes]
+    args += [f"--volume={bind}" for bind in spec.binds]
+    for port in spec.ports:
+        host_part = f"{port.host_ip}:{port.host_port}:" if port.host_ip else (
+            f"{port.host_port}:" if port.host_port else ""
+        )
+        args.append(f"--publish={host_part}{port.container_port}/{port.protocol}")
+    args.append(f"--network={spec.network}")
+    args.append(f"--restart={spec.restart}")
+    for key, value in (log_opts or {}).items():
+        args.append(f"--log-opt={key}={value}")
+    command = list(spec.cmd or [])
+    if spec.entrypoint is not None:
+        entry = spec.entrypoint
+        args.append(f"--entrypoint={entry[0] if entry else ''}")
+        command = entry[1:] + command
+    args += ["--", spec.image, *command]
+    return args
+
+
+def _flag_values(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for key, flag in (("Hostname", "hostname"), ("Domainname", "domainname"),
+                      ("User", "user"), ("WorkingDir", "workdir"),
+                      ("StopSignal", "stop-signal"), ("MacAddress", "mac-address")):
+        if config.get(key):
+            args.append(f"--{flag}={config[key]}")
+    if config.get("StopTimeout") is not None:
+        args.append(f"--stop-timeout={config['StopTimeout']}")
+    if config.get("Tty"):
+        args.append("--tty")
+    if config.get("OpenStdin"):
+        args.append("--interactive")
+    for key, flag in (("Init", "init"), ("Privileged", "privileged"),
+                      ("ReadonlyRootfs", "read-only")):
+        if host.get(key):
+            args.append(f"--{flag}")
+    for key, flag in (("CapAdd", "cap-add"), ("CapDrop", "cap-drop"), ("Dns", "dns"),
+                      ("DnsOptions", "dns-option"), ("DnsSearch", "dns-search"),
+                      ("ExtraHosts", "add-host"), ("GroupAdd", "group-add"),
+                      ("SecurityOpt", "security-opt")):
+        args += [f"--{flag}={value}" for value in host.get(key) or []]
+    for key, value in (host.get("Tmpfs") or {}).items():
+        args.append(f"--tmpfs={key}:{value}" if value else f"--tmpfs={key}")
+    for key, value in (host.get("Sysctls") or {}).items():
+        args.append(f"--sysctl={key}={value}")
+    for key, value in (host.get("Annotations") or {}).items():
+        args.append(f"--annotation={key}={value}")
+    for key, flag in (("Runtime", "runtime"), ("PidMode", "pid"), ("IpcMode", "ipc"),
+                      ("UTSMode", "uts")):
+        if host.get(key):
+            args.append(f"--{flag}={host[key]}")
+    if host.get("ShmSize"):
+        args.append(f"--shm-size={host['ShmSize']}")
+    for ulimit in host.get("Ulimits") or []:
+        args.append(f"--ulimit={ulimit['Name']}={ulimit['Soft']}:{ulimit['Hard']}")
+    for device in host.get("Devices") or []:
+        args.append(
+            f"--device={device['PathOnHost']}:{device.get('PathInContainer') or device['PathOnHost']}"
+            f":{device.get('CgroupPermissions') or 'rwm'}"
+        )
+    return args
+
+
+class Containers:
+    """nerdctl's container commands."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+
+    async def create(self, spec: CreateSpec) -> str:
+        result = await self.runner.run(create_args(spec), check=False)
+        if result.returncode != 0:
+            text = result.error_text
+            if "already used" in text or "name-store" in text or "already exists" in text:
+                raise ConflictError(
+                    f'Conflict. The container name "/{spec.name}" is already in use. '
+                    "You have to remove (or rename) that container to be able to reuse that name."
+                )
+            raise EngineError(text or "nerdctl create failed")
+        return result.stdout.decode().strip().splitlines()[-1]
+
+    async def list_ids(self) -> list[str]:
+        result = await self.runner.run(["container", "ls", "--all", "--quiet", "--no-trunc"])
+        return [line for line in result.stdout.decode().split() if line]
+
+    async def inspect(self, references: list[str]) -> list[dict[str, Any]]:
+        """Inspect containers in dockercompat mode. Missing ones are left out."""
+        if not references:
+            return []
+        result = await self.runner.run(
+            ["container", "inspect", "--mode=dockercompat", "--", *references], check=False
+        )
+        text = result.stdout.decode().strip()
+        if not text:
+            if result.returncode != 0 and not any(
+                marker in result.error_text.lower() for marker in NOT_FOUND_MARKERS
+            ):
+                raise EngineError(result.error_text)
+            return []
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EngineError(f"cannot parse nerdctl inspect output: {exc}") from exc
+        return list(data)
+
+    async def start(self, container_id: str) -> None:
+        result = await self.runner.run(["container", "start", "--", container_id], check=False)
+        raise_for_container(result, container_id)
+
+    async def stop(self, container_id: str, timeout: int | None, signal: str | None) -> None:
+        args = ["container", "stop"]
+        if timeout is not None:
+            args.append(f"--time={timeout}")
+        if signal:
+            args.append(f"--signal={signal}")
+        result = await self.runner.run([*args, "--", container_id], check=False)
+        raise_for_container(result, container_id)
+
+    async def kill(self, container_id: str, signal: str) -> None:
+        result = await self.runner.run(
+            ["container", "kill", f"--signal={signal}", "--", container_id], check=False
+        )
+        raise_for_container(result, container_id)
+
+    async def remove(self, container_id: str, *, force: bool, volumes: bool) -> None:
+        args = ["container", "rm"]
+        if force:
+            args.append("--force")
+        if volumes:
+            args.append("--volumes")
+        result = await self.runner.run([*args, "--", container_id], check=False)
+        raise_for_container(result, container_id)
+
+    async def wait(self, container_id: str) -> int:
+        result = await self.runner.run(["container", "wait", "--", container_id], check=False)
+        raise_for_container(result, container_id)
+        try:
+            return int(result.stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError) as exc:
+            raise EngineError(f"cannot parse nerdctl wait output {result.stdout!r}") from exc
+
+    def logs_args(self, container_id: str, *, follow: bool, timestamps: bool,
+                  since: str | None, until: str | None, tail: str | None) -> list[str]:
+        args = ["container", "logs"]
+        if follow:
+            args.append("--follow")
+        if timestamps:
+            args.append("--timestamps")
+        if since:
+            args.append(f"--since={since}")
+        if until:
+            args.append(f"--until={until}")
+        if tail is not None:
+            args.append(f"--tail={tail}")
+        return [*args, "--", container_id]
+
+    def attach_start_args(self, container_id: str) -> list[str]:
+        return ["container", "start", "--attach", "--detach-keys=", "--", container_id]

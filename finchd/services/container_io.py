@@ -1,0 +1,227 @@
+"""Container output and input: logs, attach, and terminal size."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import struct
+import termios
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from finchd.errors import InvalidParameterError
+from finchd.nerdctl.containers import Containers
+
+log = logging.getLogger(__name__)
+
+STDOUT, STDERR = 1, 2
+Writer = Callable[[int, bytes], Awaitable[None]]
+
+
+@dataclass
+class AttachSession:
+    """One client attached to a container: where its output goes, where input comes from."""
+
+    write: Writer
+    stdin: asyncio.StreamReader | None
+    stdout: bool
+    stderr: bool
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ContainerIO:
+    """Streams between clients and containers, through nerdctl."""
+
+    def __init__(self, containers: Containers):
+        self.containers = containers
+        self._pending: dict[str, list[AttachSession]] = {}
+        self._terminals: dict[str, int] = {}
+
+    async def logs(self, container_id: str, *, follow: bool, timestamps: bool,
+                   since: str | None, until: str | None, tail: str | None,
+                   stdout: bool, stderr: bool) -> AsyncIterator[tuple[int, bytes]]:
+        """Yield (stream, bytes) chunks of the container's log."""
+        if not stdout and not stderr:
+            raise InvalidParameterError("Bad parameters: you must choose at least one stream")
+        args = self.containers.logs_args(container_id, follow=follow, timestamps=timestamps,
+                                         since=_unix_time(since, "since"),
+                                         until=_unix_time(until, "until"), tail=_tail(tail))
+        process = await self.containers.runner.spawn(args)
+        queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
+        assert process.stdout is not None and process.stderr is not None
+        pumps = [
+            asyncio.ensure_future(_pump(process.stdout, STDOUT if stdout else 0, queue)),
+            asyncio.ensure_future(_pump(process.stderr, STDERR if stderr else 0, queue)),
+        ]
+        try:
+            finished = 0
+            while finished < 2:
+                item = await queue.get()
+                if item is None:
+                    finished += 1
+                    continue
+                yield item
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            if process.returncode is None:
+                process.terminate()
+            await process.wait()
+
+    def add_pending(self, container_id: str, session: AttachSession) -> None:
+        """Keep an attach made before start; start() connects it."""
+        self._pending.setdefault(container_id, []).append(session)
+
+    def take_pending(self, container_id: str) -> list[AttachSession]:
+        return self._pending.pop(container_id, [])
+
+    async def run_attached_terminal(self, container_id: str, sessions: list[AttachSession]) -> None:
+        """Start a TTY container with `nerdctl start --attach` on a pseudo-terminal."""
+        master, slave = os.openpty()
+        process = await self.containers.runner.spawn(
+            self.containers.attach_start_args(container_id),
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            preexec_fn=_take_controlling_terminal,
+        )
+        os.close(slave)
+        self._terminals[container_id] = master
+        asyncio.ensure_future(self._relay_terminal(container_id, master, process, sessions))
+
+    async def _relay_terminal(self, container_id: str, master: int,
+                              process: asyncio.subprocess.Process,
+                              sessions: list[AttachSession]) -> None:
+        loop = asyncio.get_running_loop()
+        output: asyncio.Queue[bytes] = asyncio.Queue()
+        loop.add_reader(master, _read_into, master, output)
+        inputs = [asyncio.ensure_future(_forward_input(session.stdin, master))
+                  for session in sessions if session.stdin is not None]
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            while True:
+                getter = asyncio.ensure_future(output.get())
+                done, _ = await asyncio.wait({getter, exited}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    data = getter.result()
+                    if not data:
+                        break
+                    await _broadcast(sessions, STDOUT, data)
+                else:
+                    getter.cancel()
+                    await asyncio.sleep(0.05)
+                    while not output.empty():
+                        data = output.get_nowait()
+                        if data:
+                            await _broadcast(sessions, STDOUT, data)
+                    break
+        finally:
+            loop.remove_reader(master)
+            for task in inputs:
+                task.cancel()
+            self._terminals.pop(container_id, None)
+            os.close(master)
+            await exited
+            for session in sessions:
+                session.done.set()
+
+    async def follow_output(self, container_id: str, sessions: list[AttachSession],
+                            since: str) -> None:
+        """Forward a running container's new output to the sessions until it exits."""
+        args = self.containers.logs_args(container_id, follow=True, timestamps=False,
+                                         since=since, until=None, tail=None)
+        process = await self.containers.runner.spawn(args)
+        assert process.stdout is not None and process.stderr is not None
+        queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
+        pumps = [asyncio.ensure_future(_pump(process.stdout, STDOUT, queue)),
+                 asyncio.ensure_future(_pump(process.stderr, STDERR, queue))]
+        try:
+            finished = 0
+            while finished < 2:
+                item = await queue.get()
+                if item is None:
+                    finished += 1
+                    continue
+                stream, data = item
+                await _broadcast([s for s in sessions if (s.stdout if stream == STDOUT else s.stderr)],
+                                 stream, data)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            if process.returncode is None:
+                process.terminate()
+            await process.wait()
+            for session in sessions:
+                session.done.set()
+
+    def resize(self, container_id: str, height: int, width: int) -> None:
+        master = self._terminals.get(container_id)
+        if master is None:
+            return
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+def _take_controlling_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _read_into(master: int, output: asyncio.Queue[bytes]) -> None:
+    try:
+        data = os.read(master, 65536)
+    except OSError:
+        data = b""
+    output.put_nowait(data)
+
+
+async def _forward_input(reader: asyncio.StreamReader | None, master: int) -> None:
+    if reader is None:
+        return
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            return
+        os.write(master, data)
+
+
+async def _broadcast(sessions: list[AttachSession], stream: int, data: bytes) -> None:
+    for session in sessions:
+        try:
+            await session.write(stream, data)
+        except (ConnectionError, RuntimeError):
+            session.done.set()
+
+
+async def _pump(reader: asyncio.StreamReader, stream: int,
+                queue: asyncio.Queue[tuple[int, bytes] | None]) -> None:
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            if stream:
+                await queue.put((stream, data))
+    finally:
+        await queue.put(None)
+
+
+def _unix_time(value: str | None, name: str) -> str | None:
+    """Accept Docker's `seconds[.nanoseconds]` (and RFC 3339); return RFC 3339 for nerdctl."""
+    if value is None or value in ("", "0"):
+        return None
+    try:
+        seconds_text, _, fraction = value.partition(".")
+        seconds = int(seconds_text)
+        nanos = int((fraction or "0")[:9].ljust(9, "0"))
+    except ValueError:
+        raise InvalidParameterError(f"invalid value for {name}: {value!r}") from None
+    moment = datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=nanos // 1000)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _tail(value: str | None) -> str | None:
+    if value is None or value in ("", "all"):
+        return None
+    if not value.isdigit():
+        raise InvalidParameterError(f"invalid value for tail: {value!r}")
+    return value

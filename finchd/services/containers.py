@@ -1,0 +1,308 @@
+"""Container operations: create, lifecycle, inspect, list, wait."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from finchd.errors import (
+    ConflictError,
+    EngineError,
+    InvalidParameterError,
+    NoSuchContainerError,
+    NoSuchImageError,
+    NotModifiedError,
+)
+from finchd.nerdctl.containers import Containers
+from finchd.nerdctl.images import Images
+from finchd.services.container_io import AttachSession, ContainerIO
+from finchd.services.container_spec import parse_create
+from finchd.services.container_view import inspect_view, summary_view
+from finchd.services.filters import label_matches, parse_filters
+from finchd.services.records import RecordStore
+
+log = logging.getLogger(__name__)
+
+LIST_FILTERS = {"id", "name", "label", "status", "exited", "before", "since", "volume",
+                "network", "ancestor", "health", "is-task", "publish", "expose"}
+STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+SIGNAL_PATTERN = re.compile(r"^(SIG)?[A-Z0-9+-]+$|^\d+$")
+POLL_SECONDS = 0.2
+
+
+class ContainerService:
+    """Docker's container semantics on top of nerdctl."""
+
+    def __init__(self, containers: Containers, images: Images, records: RecordStore,
+                 cgroup_limits: Callable[[], bool],
+                 gateways: Callable[[], Awaitable[dict[str, str]]]):
+        self.containers = containers
+        self.io = ContainerIO(containers)
+        self.images = images
+        self.records = records
+        self._cgroup_limits = cgroup_limits
+        self._gateways = gateways
+        self._started: dict[str, asyncio.Event] = {}
+        self._removed: dict[str, asyncio.Event] = {}
+        self._monitors: dict[str, asyncio.Task[None]] = {}
+
+    async def create(self, body: Any, name: str | None) -> dict[str, Any]:
+        spec = parse_create(body, name, self._cgroup_limits())
+        image = await self.images.find(spec.image)
+        if image is None:
+            raise NoSuchImageError(spec.image)
+        if spec.name and await self.containers.inspect([spec.name]):
+            existing = await self.find(spec.name)
+            if existing["Name"].lstrip("/") == spec.name:
+                raise ConflictError(
+                    f'Conflict. The container name "/{spec.name}" is already in use by '
+                    f'container "{existing["Id"]}". You have to remove (or rename) that '
+                    "container to be able to reuse that name."
+                )
+        container_id = await self.containers.create(spec)
+        self.records.save(container_id, {
+            "Config": spec.config, "HostConfig": spec.host_config,
+            "NetworkingConfig": spec.networking_config, "ImageID": image.get("Id") or "",
+        })
+        return {"Id": container_id, "Warnings": spec.warnings}
+
+    async def find(self, reference: str) -> dict[str, Any]:
+        """Resolve an ID, unique ID prefix or name into its inspect view."""
+        if not reference or reference.startswith("-"):
+            raise NoSuchContainerError(reference)
+        natives = await self.containers.inspect([reference])
+        if not natives:
+            raise NoSuchContainerError(reference)
+        return await self._view(natives[0])
+
+    async def _view(self, native: dict[str, Any]) -> dict[str, Any]:
+        record = self.records.load(str(native.get("Id")))
+        return inspect_view(native, record, await self._gateways())
+
+    async def list(self, *, all: bool, limit: int | None, size: bool,
+                   filters_raw: str | None) -> list[dict[str, Any]]:
+        filters = parse_filters(filters_raw, LIST_FILTERS)
+        for status in filters.get("status", []):
+            if status not in STATUSES:
+                raise InvalidParameterError(f"invalid filter 'status={status}'")
+        natives = await self.containers.inspect(await self.containers.list_ids())
+        views = [await self._view(native) for native in natives]
+        views.sort(key=lambda view: view["Created"], reverse=True)
+        views = await self._apply_filters(views, filters)
+        if not all and not filters.get("status") and not filters.get("exited"):
+            views = [view for view in views if view["State"]["Running"] or view["State"]["Paused"]]
+        if limit is not None and limit > 0:
+            views = views[:limit]
+        summaries = [summary_view(view) for view in views]
+        if size:
+            for summary in summaries:
+                summary["SizeRw"] = 0
+                summary["SizeRootFs"] = 0
+        return summaries
+
+    async def _apply_filters(self, views: list[dict[str, Any]],
+                             filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        for key in ("before", "since"):
+            for reference in filters.get(key, []):
+                pivot = await self.find(reference)
+                if key == "before":
+                    views = [view for view in views if view["Created"] < pivot["Created"]]
+                else:
+                    views = [view for view in views if view["Created"] > pivot["Created"]]
+        return [view for view in views if _matches(view, filters)]
+
+    async def start(self, reference: str) -> dict[str, Any]:
+        view = await self.find(reference)
+        if view["State"]["Running"]:
+            raise NotModifiedError("container already started")
+        sessions = self.io.take_pending(view["Id"])
+        if sessions and view["Config"].get("Tty"):
+            await self.io.run_attached_terminal(view["Id"], sessions)
+            await self._wait_running(view["Id"])
+        else:
+            started_at = now_rfc3339()
+            await self.containers.start(view["Id"])
+            if sessions:
+                asyncio.ensure_future(self.io.follow_output(view["Id"], sessions, started_at))
+        self._after_start(view)
+        return view
+
+    async def _wait_running(self, container_id: str, timeout: float = 30.0) -> None:
+        """Wait until an attached start has started the task, or has failed."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            natives = await self.containers.inspect([container_id])
+            state = (natives[0].get("State") or {}) if natives else {}
+            if state.get("Running") or state.get("FinishedAt") or state.get("Error"):
+                if state.get("Error"):
+                    raise EngineError(str(state["Error"]))
+                return
+            await asyncio.sleep(POLL_SECONDS)
+        raise EngineError(f"container {container_id} did not start within {timeout:.0f} seconds")
+
+    async def attach(self, view: dict[str, Any], session: AttachSession, *,
+                     logs: bool, stream: bool) -> None:
+        """Connect a client: replay the log if asked, then stream until exit."""
+        container_id = view["Id"]
+        if logs:
+            chunks = self.io.logs(container_id, follow=False, timestamps=False, since=None,
+                                  until=None, tail=None, stdout=session.stdout,
+                                  stderr=session.stderr)
+            async for stream_type, data in chunks:
+                await session.write(stream_type, data)
+        if not stream:
+            session.done.set()
+            return
+        if view["State"]["Running"]:
+            asyncio.ensure_future(self.io.follow_output(container_id, [session], now_rfc3339()))
+        else:
+            self.io.add_pending(container_id, session)
+
+    def _after_start(self, view: dict[str, Any]) -> None:
+        container_id = view["Id"]
+        self._started.setdefault(container_id, asyncio.Event()).set()
+        self._started.pop(container_id, None)
+        if view["HostConfig"].get("AutoRemove") and container_id not in self._monitors:
+            self._monitors[container_id] = asyncio.ensure_future(self._auto_remove(container_id))
+
+    async def _auto_remove(self, container_id: str) -> None:
+        try:
+            await self.containers.wait(container_id)
+            await asyncio.sleep(0)
+            await self.remove(container_id, force=True, volumes=True)
+        except NoSuchContainerError:
+            pass
+        except EngineError as exc:
+            log.error("automatic removal of container %s failed: %s", container_id, exc.message)
+        finally:
+            self._monitors.pop(container_id, None)
+
+    async def stop(self, reference: str, timeout: int | None, signal: str | None) -> None:
+        view = await self.find(reference)
+        if not view["State"]["Running"]:
+            raise NotModifiedError("container already stopped")
+        if signal:
+            check_signal(signal)
+        if timeout is None:
+            timeout = view["Config"].get("StopTimeout")
+        await self.containers.stop(view["Id"], timeout, signal)
+
+    async def restart(self, reference: str, timeout: int | None, signal: str | None) -> None:
+        view = await self.find(reference)
+        if view["State"]["Running"]:
+            await self.containers.stop(view["Id"], timeout, signal)
+        await self.containers.start(view["Id"])
+        self._after_start(view)
+
+    async def kill(self, reference: str, signal: str) -> None:
+        check_signal(signal)
+        view = await self.find(reference)
+        if not view["State"]["Running"]:
+            raise ConflictError(f"Cannot kill container: {reference}: Container {view['Id']} is not running")
+        await self.containers.kill(view["Id"], signal)
+
+    async def remove(self, reference: str, *, force: bool, volumes: bool) -> None:
+        view = await self.find(reference)
+        if view["State"]["Running"] and not force:
+            raise ConflictError(
+                f"cannot remove container \"{view['Name']}\": container is running: "
+                "stop the container before removing or force remove"
+            )
+        await self.containers.remove(view["Id"], force=force, volumes=volumes)
+        self.records.delete(view["Id"])
+        event = self._removed.pop(view["Id"], None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, reference: str, condition: str) -> int:
+        """Block until the condition holds and return the exit code."""
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidParameterError(
+                f"invalid condition: \"{condition}\": must be one of {', '.join(WAIT_CONDITIONS)}"
+            )
+        view = await self.find(reference)
+        container_id = view["Id"]
+        removed = self._removed.setdefault(container_id, asyncio.Event()) if condition == "removed" else None
+        running = view["State"]["Running"]
+        if condition == "not-running" and not running:
+            return int(view["State"]["ExitCode"])
+        if not running:
+            await self._wait_started(container_id)
+        code = await self._wait_exit(container_id)
+        if removed is not None:
+            await self._wait_removed(container_id, removed)
+        return code
+
+    async def _wait_started(self, container_id: str) -> None:
+        event = self._started.setdefault(container_id, asyncio.Event())
+        while not event.is_set():
+            try:
+                await asyncio.wait_for(event.wait(), timeout=1.0)
+            except TimeoutError:
+                natives = await self.containers.inspect([container_id])
+                if not natives:
+                    raise NoSuchContainerError(container_id)
+                if (natives[0].get("State") or {}).get("Running"):
+                    return
+
+    async def _wait_exit(self, container_id: str) -> int:
+        try:
+            return await self.containers.wait(container_id)
+        except NoSuchContainerError:
+            raise
+        except EngineError:
+            natives = await self.containers.inspect([container_id])
+            if not natives:
+                raise NoSuchContainerError(container_id)
+            return int((natives[0].get("State") or {}).get("ExitCode") or 0)
+
+    async def _wait_removed(self, container_id: str, event: asyncio.Event) -> None:
+        while not event.is_set():
+            try:
+                await asyncio.wait_for(event.wait(), timeout=1.0)
+            except TimeoutError:
+                if not await self.containers.inspect([container_id]):
+                    return
+
+
+def check_signal(signal: str) -> None:
+    if not SIGNAL_PATTERN.match(signal.upper()):
+        raise InvalidParameterError(f"Invalid signal: {signal}")
+
+
+def _matches(view: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    state = view["State"]
+    checks = {
+        "id": lambda values: any(view["Id"].startswith(value) for value in values),
+        "name": lambda values: any(_search(value, view["Name"].lstrip("/")) for value in values),
+        "label": lambda values: label_matches(view["Config"].get("Labels") or {}, values),
+        "status": lambda values: state["Status"] in values,
+        "exited": lambda values: state["Status"] == "exited" and str(state["ExitCode"]) in values,
+        "ancestor": lambda values: view["Config"].get("Image") in values or view["Image"] in values,
+        "volume": lambda values: any(
+            mount["Destination"] in values or mount["Source"] in values or mount["Name"] in values
+            for mount in view["Mounts"]),
+        "network": lambda values: any(name in values for name in view["NetworkSettings"]["Networks"]),
+    }
+    for key, values in filters.items():
+        check = checks.get(key)
+        if check is not None and values and not check(values):
+            return False
+    return True
+
+
+def _search(pattern: str, name: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return pattern in name
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+

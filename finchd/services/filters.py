@@ -1,0 +1,45 @@
+"""Docker's `filters` query parameter, in its map and legacy list encodings."""
+
+from __future__ import annotations
+
+import json
+
+from finchd.errors import InvalidParameterError
+
+Filters = dict[str, list[str]]
+
+
+def parse_filters(raw: str | None, allowed: set[str]) -> Filters:
+    """Decode `{"key": {"value": true}}` or `{"key": ["value"]}` into key → values."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidParameterError(f"invalid filter: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidParameterError("invalid filter: expected a JSON object")
+    result: Filters = {}
+    for key, values in data.items():
+        if key not in allowed:
+            raise InvalidParameterError(f"invalid filter '{key}'")
+        if isinstance(values, dict):
+            result[key] = [value for value, enabled in values.items() if enabled]
+        elif isinstance(values, list) and all(isinstance(value, str) for value in values):
+            result[key] = list(values)
+        elif isinstance(values, str):
+            result[key] = [values]
+        else:
+            raise InvalidParameterError(f"invalid filter '{key}': expected a list or an object")
+    return result
+
+
+def label_matches(labels: dict[str, str], wanted: list[str]) -> bool:
+    """Every `key` or `key=value` in wanted must be satisfied."""
+    for item in wanted:
+        key, has_value, value = item.partition("=")
+        if key not in labels:
+            return False
+        if has_value and labels[key] != value:
+            return False
+    return True

@@ -1,0 +1,261 @@
+"""Image operations: list, inspect, tag, remove, load, pull."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from finchd.errors import ConflictError, InvalidParameterError, NoSuchImageError
+from finchd.nerdctl.images import Images
+from finchd.services.filters import label_matches, parse_filters
+from finchd.services.timefmt import unix_seconds
+
+LIST_FILTERS = {"reference", "dangling", "label", "before", "since"}
+TAG_PATTERN = re.compile(r"^[\w][\w.-]{0,127}$")
+REPOSITORY_PATTERN = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """Split `repo[:tag]` into repository and tag (or `@digest`), defaulting to latest."""
+    if "@" in reference:
+        repository, _, digest = reference.partition("@")
+        return repository, "@" + digest
+    slash = reference.rfind("/")
+    colon = reference.rfind(":")
+    if colon > slash:
+        return reference[:colon], reference[colon + 1:]
+    return reference, "latest"
+
+
+def check_reference(reference: str) -> None:
+    """Reject references nerdctl would misread, with Docker's wording."""
+    repository, tag = split_reference(reference)
+    if not REPOSITORY_PATTERN.match(repository):
+        raise InvalidParameterError(f"invalid reference format: {reference!r}")
+    if tag.startswith("@"):
+        if not DIGEST_PATTERN.match(tag[1:]):
+            raise InvalidParameterError(f"invalid reference format: {reference!r}")
+    elif not TAG_PATTERN.match(tag):
+        raise InvalidParameterError(f"invalid reference format: {reference!r}")
+
+
+def short_name(name: str) -> str:
+    """Drop the `docker.io/library/` prefix that containerd adds to short names."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def is_loopback_registry(reference: str, insecure: Iterable[str]) -> bool:
+    """dockerd treats registries on 127.0.0.0/8 as insecure; so does finchd."""
+    first = reference.split("/", 1)[0]
+    if "/" not in reference or ("." not in first and ":" not in first and first != "localhost"):
+        return False
+    if first in insecure:
+        return True
+    host = first.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ImageService:
+    """Docker's image semantics on top of nerdctl."""
+
+    def __init__(self, images: Images, insecure_registries: Iterable[str] = ()):
+        self.images = images
+        self.insecure_registries = tuple(insecure_registries)
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        if not name or name.startswith("-"):
+            raise NoSuchImageError(name)
+        image = await self.images.find(name)
+        if image is None:
+            raise NoSuchImageError(name)
+        return inspect_view(image)
+
+    async def list(self, *, all: bool, filters_raw: str | None) -> list[dict[str, Any]]:
+        filters = parse_filters(filters_raw, LIST_FILTERS)
+        rows = await self.images.list_rows()
+        names = sorted({f"{row['Repository']}:{row['Tag']}" for row in rows
+                        if row.get("Repository") and row.get("Repository") != "<none>"})
+        details = await self.images.inspect(names)
+        summaries: dict[str, dict[str, Any]] = {}
+        for image in details:
+            summary = summaries.setdefault(image["Id"], summary_view(image))
+            for tag in image.get("RepoTags") or []:
+                if short_name(tag) not in summary["RepoTags"]:
+                    summary["RepoTags"].append(short_name(tag))
+        result = list(summaries.values())
+        result = [item for item in result if _image_matches(item, filters)]
+        result.sort(key=lambda item: item["Created"], reverse=True)
+        return result
+
+    async def tag(self, name: str, repo: str | None, tag: str | None) -> None:
+        if not repo:
+            raise InvalidParameterError("repository name must have at least one component")
+        target = f"{repo}:{tag or 'latest'}"
+        check_reference(target)
+        await self.inspect(name)
+        await self.images.tag(name, target)
+
+    async def remove(self, name: str, *, force: bool) -> list[dict[str, str]]:
+        image = await self.inspect(name)
+        try:
+            return await self.images.remove(name, force=force)
+        except ConflictError as exc:
+            raise ConflictError(
+                f'conflict: unable to remove repository reference "{name}" (must force) - '
+                f"{exc.message.split(' - ', 1)[-1]} ({image['Id']})"
+            ) from exc
+
+    async def load(self, chunks: AsyncIterator[bytes]) -> list[str]:
+        return [short_name(name) for name in await self.images.load(chunks)]
+
+    async def pull(self, from_image: str, tag: str | None) -> AsyncIterator[dict[str, Any]]:
+        """Pull an image, yielding Docker's JSON progress messages."""
+        reference = _pull_reference(from_image, tag)
+        check_reference(reference)
+        insecure = is_loopback_registry(reference, self.insecure_registries)
+        return self._pull_messages(reference, insecure)
+
+    async def _pull_messages(self, reference: str, insecure: bool) -> AsyncIterator[dict[str, Any]]:
+        repository, tag = split_reference(reference)
+        yield {"status": f"Pulling from {short_name(repository)}", "id": tag.lstrip("@")}
+        process = await self.images.pull(reference, insecure=insecure)
+        assert process.stderr is not None and process.stdout is not None
+        seen: dict[str, str] = {}
+        errors: list[str] = []
+        stdout_task = asyncio.ensure_future(process.stdout.read())
+        buffer = b""
+        while True:
+            chunk = await process.stderr.read(4096)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = re.split(rb"[\r\n]", buffer)
+            for raw in lines:
+                for message in _progress_messages(raw.decode(errors="replace"), seen, errors):
+                    yield message
+        await stdout_task
+        await process.wait()
+        if process.returncode != 0:
+            text = errors[-1] if errors else "pull failed"
+            yield {"errorDetail": {"message": _pull_error(reference, text)},
+                   "error": _pull_error(reference, text)}
+            return
+        for layer_id in seen:
+            if seen[layer_id] != "Pull complete":
+                yield {"status": "Pull complete", "progressDetail": {}, "id": layer_id}
+        image = await self.images.find(reference)
+        digest = (image or {}).get("RepoDigests") or []
+        if digest:
+            yield {"status": f"Digest: {digest[0].split('@', 1)[-1]}"}
+        yield {"status": f"Status: Downloaded newer image for {short_name(reference)}"}
+
+
+def _pull_reference(from_image: str, tag: str | None) -> str:
+    if not from_image:
+        raise InvalidParameterError("fromImage or fromSrc is required")
+    if tag and "@" not in from_image:
+        repository, current = split_reference(from_image)
+        if tag.startswith("sha256:"):
+            return f"{repository}@{tag}"
+        return f"{repository}:{tag}"
+    return from_image
+
+
+def _progress_messages(line: str, seen: dict[str, str], errors: list[str]) -> list[dict[str, Any]]:
+    line = line.strip()
+    if not line:
+        return []
+    if "level=" in line and ("fatal" in line or "error" in line):
+        from finchd.nerdctl.runner import clean_error
+        errors.append(clean_error(line))
+        return []
+    progress = Images.parse_progress(line)
+    if progress is None or progress["kind"] != "layer":
+        return []
+    layer_id = progress["id"]
+    state = progress["state"]
+    messages: list[dict[str, Any]] = []
+    if layer_id not in seen:
+        seen[layer_id] = "Pulling fs layer"
+        messages.append({"status": "Pulling fs layer", "progressDetail": {}, "id": layer_id})
+    if state == "downloading" and progress["total"]:
+        seen[layer_id] = "Downloading"
+        messages.append({
+            "status": "Downloading", "id": layer_id,
+            "progressDetail": {"current": progress["current"], "total": progress["total"]},
+        })
+    elif state in ("done", "exists", "complete") and seen[layer_id] != "Pull complete":
+        seen[layer_id] = "Pull complete"
+        messages.append({"status": "Download complete", "progressDetail": {}, "id": layer_id})
+        messages.append({"status": "Pull complete", "progressDetail": {}, "id": layer_id})
+    return messages
+
+
+def _pull_error(reference: str, text: str) -> str:
+    if "not found" in text or "manifest unknown" in text:
+        repository, tag = split_reference(reference)
+        return f"manifest for {short_name(reference)} not found: manifest unknown: {text}"
+    return text
+
+
+def summary_view(image: dict[str, Any]) -> dict[str, Any]:
+    config = image.get("Config") or {}
+    size = int(image.get("Size") or 0)
+    return {
+        "Id": image["Id"], "ParentId": image.get("Parent") or "",
+        "RepoTags": [], "RepoDigests": [short_name(item) for item in image.get("RepoDigests") or []],
+        "Created": unix_seconds(image.get("Created")), "Size": size, "SharedSize": -1,
+        "VirtualSize": size, "Labels": config.get("Labels") or {}, "Containers": -1,
+    }
+
+
+def inspect_view(image: dict[str, Any]) -> dict[str, Any]:
+    config = dict(image.get("Config") or {})
+    size = int(image.get("Size") or 0)
+    return {
+        "Id": image["Id"],
+        "RepoTags": [short_name(tag) for tag in image.get("RepoTags") or []],
+        "RepoDigests": [short_name(item) for item in image.get("RepoDigests") or []],
+        "Parent": image.get("Parent") or "", "Comment": image.get("Comment") or "",
+        "Created": image.get("Created") or "", "Container": "", "ContainerConfig": None,
+        "DockerVersion": image.get("DockerVersion") or "", "Author": image.get("Author") or "",
+        "Config": config, "Architecture": image.get("Architecture") or "",
+        "Variant": image.get("Variant"), "Os": image.get("Os") or "linux",
+        "Size": size, "VirtualSize": size,
+        "GraphDriver": {"Name": "overlayfs", "Data": None},
+        "RootFS": image.get("RootFS") or {"Type": "layers"},
+        "Metadata": {"LastTagTime": (image.get("Metadata") or {}).get("LastTagTime") or "0001-01-01T00:00:00Z"},
+    }
+
+
+def _image_matches(summary: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    import fnmatch
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "reference":
+            if not any(fnmatch.fnmatch(tag, value) or fnmatch.fnmatch(tag.rsplit(":", 1)[0], value)
+                       for tag in summary["RepoTags"] for value in values):
+                return False
+        elif key == "dangling":
+            dangling = not summary["RepoTags"]
+            if (values[0] in ("true", "1")) != dangling:
+                return False
+        elif key == "label" and not label_matches(summary["Labels"], values):
+            return False
+    return True

@@ -1,0 +1,99 @@
+"""Type checks for request bodies, with messages that name the offending field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finchd.errors import InvalidParameterError
+
+JSON_TYPE_NAMES = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def expect(value: Any, kind: type, field: str, *, nullable: bool = True) -> Any:
+    """Return value if it is of `kind` (or null when allowed), else raise 400."""
+    if value is None and nullable:
+        return None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise InvalidParameterError(
+        f"invalid type for {field}: expected {JSON_TYPE_NAMES[kind]}, got {describe(value)}"
+    )
+
+
+def describe(value: Any) -> str:
+    """Name the JSON type of a decoded value, for error messages."""
+    if value is None:
+        return "null"
+    for kind, name in JSON_TYPE_NAMES.items():
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return name.split(" ", 1)[1]
+    return type(value).__name__
+
+
+def string_list(value: Any, field: str) -> list[str] | None:
+    """Accept a string or a list of strings, as Docker's StrSlice does."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise InvalidParameterError(
+        f"invalid type for {field}: expected a string or a list of strings, "
+        f"got {describe(value)}"
+    )
+
+
+def strict_string_list(value: Any, field: str) -> list[str] | None:
+    """Accept only null or a list of strings."""
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise InvalidParameterError(
+        f"invalid type for {field}: expected a list of strings, got {describe(value)}"
+    )
+
+
+def string_map(value: Any, field: str) -> dict[str, str] | None:
+    """Accept null or an object whose values are all strings."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and all(isinstance(item, str) for item in value.values()):
+        return dict(value)
+    raise InvalidParameterError(
+        f"invalid type for {field}: expected an object of strings, got {describe(value)}"
+    )
+
+
+def set_object(value: Any, field: str) -> list[str]:
+    """Accept Docker's `{"key": {}}` sets (ExposedPorts, Volumes) and return the keys."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return list(value)
+    raise InvalidParameterError(
+        f"invalid type for {field}: expected an object, got {describe(value)}"
+    )
+
+
+def is_empty(value: Any) -> bool:
+    """Tell whether a field holds only its zero value, as Go's encoder sends it."""
+    if value in (None, "", 0, False):
+        return True
+    if isinstance(value, list):
+        return all(is_empty(item) for item in value)
+    if isinstance(value, dict):
+        return all(is_empty(item) for item in value.values())
+    return False
