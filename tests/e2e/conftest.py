@@ -31,7 +31,9 @@ from tests.fixtures.images import Image, build_busybox_image, write_image_archiv
 from tests.fixtures.registry import LocalRegistry, push_image
 
 BUSYBOX = "busybox:latest"
-FINCHD_START_TIMEOUT = 240.0
+# The first test's timeout (pytest-timeout, 300 s in pyproject.toml) also covers
+# these session fixtures, so the daemon start must fit well inside it.
+FINCHD_START_TIMEOUT = 180.0
 FINCHD_STOP_TIMEOUT = 30.0
 
 # Log files whose tails are attached to the report of every failed engine test,

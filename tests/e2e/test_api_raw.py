@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.conftest import Cleanup, DockerCLI, unique_name
 from tests.e2e.unixhttp import STDOUT, ApiClient, demultiplex, stream_text
 
-pytestmark = [pytest.mark.engine, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.engine
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import unique_name
 
-pytestmark = [pytest.mark.engine, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.engine
 
 
 @pytest.fixture
