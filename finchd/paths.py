@@ -98,3 +98,23 @@ class Paths:
     @property
     def engine_log(self) -> Path:
         return self.runtime / "engine.log"
+
+    @property
+    def containerd_config(self) -> Path:
+        """containerd's config.toml, rewritten by the engine supervisor at each start."""
+        return self.runtime / "containerd-config.toml"
+
+    @property
+    def buildkitd_config(self) -> Path:
+        """buildkitd.toml, rewritten by the engine supervisor at each start."""
+        return self.runtime / "buildkitd.toml"
+
+    @property
+    def engine_userns_file(self) -> Path:
+        """The user namespace (`user:[inode]`) of the running engine's rootlesskit child."""
+        return self.runtime / "engine.userns"
+
+    @property
+    def engine_bin_dir(self) -> Path:
+        """Executables that the engine child puts first on containerd's PATH."""
+        return self.runtime / "bin"
