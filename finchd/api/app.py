@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import re
 import time
@@ -39,10 +40,16 @@ def at_least(request: web.Request, version: str) -> bool:
     return version_tuple(request_version(request)) >= version_tuple(version)
 
 
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """Return JSON with the bare `application/json` type that Docker clients compare to."""
+    return web.Response(body=json.dumps(data).encode() + b"\n", status=status,
+                        content_type="application/json")
+
+
 def error_response(status: int, message: str) -> web.Response:
     if status == 304:
         return web.Response(status=304)
-    return web.json_response({"message": message}, status=status)
+    return json_response({"message": message}, status=status)
 
 
 def _check_version(request: web.Request) -> None:
@@ -87,9 +94,10 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status == 405:
             return error_response(405, f"method {request.method} not allowed for {request.path}")
         return error_response(exc.status, exc.reason)
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:
+        # The client went away mid-stream; there is nobody left to answer.
         status = 499
-        raise
+        return web.Response(status=499)
     except Exception:
         log.exception("request %d %s %s failed", request_id, request.method, request.path)
         return error_response(500, "internal server error; see the finchd log")

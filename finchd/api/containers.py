@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from finchd.api.app import SERVICES, at_least, route
+from finchd.api.app import SERVICES, json_response, at_least, route
 from finchd.api.params import flag, integer, json_body
 from finchd.api.streams import MULTIPLEXED, RAW, frame, hijack, send_headers_now
 from finchd.errors import InvalidParameterError
@@ -29,7 +29,7 @@ async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = request.query.get("name")
     result = await _service(request).create(body, name)
-    return web.json_response(result, status=201)
+    return json_response(result, status=201)
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -38,7 +38,7 @@ async def inspect(request: web.Request) -> web.Response:
     if flag(request, "size"):
         view["SizeRw"] = 0
         view["SizeRootFs"] = 0
-    return web.json_response(view)
+    return json_response(view)
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -47,7 +47,7 @@ async def list_containers(request: web.Request) -> web.Response:
         all=flag(request, "all"), limit=integer(request, "limit"),
         size=flag(request, "size"), filters_raw=request.query.get("filters"),
     )
-    return web.json_response(result)
+    return json_response(result)
 
 
 async def start(request: web.Request) -> web.Response:
@@ -105,7 +105,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     except TimeoutError:
         pass
     if waiter.done():
-        return web.json_response({"StatusCode": waiter.result(), "Error": None})
+        return json_response({"StatusCode": waiter.result(), "Error": None})
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
     send_headers_now(response)

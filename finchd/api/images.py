@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from finchd.api.app import SERVICES, route
+from finchd.api.app import SERVICES, json_response, route
 from finchd.api.params import flag
 from finchd.api.streams import json_lines, write_json
 from finchd.errors import FinchdError, InvalidParameterError, UnsupportedError
@@ -23,12 +23,12 @@ async def list_images(request: web.Request) -> web.Response:
     """GET /images/json"""
     result = await _service(request).list(all=flag(request, "all"),
                                           filters_raw=request.query.get("filters"))
-    return web.json_response(result)
+    return json_response(result)
 
 
 async def inspect(request: web.Request) -> web.Response:
     """GET /images/{name}/json"""
-    return web.json_response(await _service(request).inspect(request.match_info["name"]))
+    return json_response(await _service(request).inspect(request.match_info["name"]))
 
 
 async def tag(request: web.Request) -> web.Response:
@@ -41,17 +41,16 @@ async def tag(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     """DELETE /images/{name}"""
     items = await _service(request).remove(request.match_info["name"], force=flag(request, "force"))
-    return web.json_response(items)
+    return json_response(items)
 
 
 async def load(request: web.Request) -> web.StreamResponse:
     """POST /images/load: streams `Loaded image: NAME` messages."""
-    quiet = flag(request, "quiet")
+    flag(request, "quiet")  # Only progress is quiet; the loaded names are always sent.
     names = await _service(request).load(request.content.iter_chunked(1 << 20))
     response = await json_lines(request)
     for name in names:
-        if not quiet:
-            await write_json(response, {"stream": f"Loaded image: {name}\n"})
+        await write_json(response, {"stream": f"Loaded image: {name}\n"})
     await response.write_eof()
     return response
 
@@ -68,7 +67,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     if second is not None and "error" in second:
         # The pull failed before anything was written: answer with a plain error, as dockerd does.
         status = 404 if "not found" in second["error"] else 500
-        return web.json_response({"message": second["error"]}, status=status)
+        return json_response({"message": second["error"]}, status=status)
     response = await json_lines(request)
     await write_json(response, first)
     if second is not None:

@@ -84,7 +84,9 @@ class HijackedConnection(asyncio.Protocol):
             self.transport.close()
 
 
-async def hijack(request: web.Request, content_type: str) -> HijackedConnection:
+async def hijack(
+    request: web.Request, content_type: str
+) -> tuple[web.StreamResponse, HijackedConnection]:
     """Answer `101 UPGRADED` and take the raw socket from aiohttp."""
     upgrade = "upgrade" in request.headers.get("Connection", "").lower()
     response = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK")
@@ -100,4 +102,4 @@ async def hijack(request: web.Request, content_type: str) -> HijackedConnection:
     pending = getattr(request.protocol, "_message_tail", b"") or b""
     connection = HijackedConnection(transport, pending)  # type: ignore[arg-type]
     transport.set_protocol(connection)
-    return connection
+    return response, connection

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from finchd.api.app import SERVICES, route
+from finchd.api.app import SERVICES, json_response, route
 from finchd.services.system import SystemService
 
 
@@ -24,12 +24,12 @@ async def ping(request: web.Request) -> web.Response:
 
 async def version(request: web.Request) -> web.Response:
     """GET /version"""
-    return web.json_response(await _service(request).version())
+    return json_response(await _service(request).version())
 
 
 async def info(request: web.Request) -> web.Response:
     """GET /info"""
-    return web.json_response(await _service(request).info())
+    return json_response(await _service(request).info())
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -89,8 +89,9 @@ class Runner:
         kwargs.setdefault("stderr", asyncio.subprocess.PIPE)
         log.debug("starting nerdctl %s", shlex.join(args))
         try:
+            # Debug lines on stderr would be mixed into container output (logs, attach).
             return await asyncio.create_subprocess_exec(
-                self.executable, *args, env=self.env, close_fds=True, **kwargs
+                self.executable, "--debug=false", *args, env=self.env, close_fds=True, **kwargs
             )
         except OSError as exc:
             raise EngineError(f"cannot run {self.executable}: {exc.strerror}") from exc

@@ -222,7 +222,7 @@ def _check_resources(spec: CreateSpec, cgroup_limits: bool) -> None:
     host = spec.host_config
     for key in RESOURCE_FIELDS:
         value = host.get(key)
-        if key == "PidsLimit" and value in (0, -1):
+        if key in ("PidsLimit", "MemorySwappiness") and value in (0, -1):
             continue
         if is_empty(value):
             continue
