@@ -192,5 +192,17 @@ class Containers:
             args.append(f"--tail={tail}")
         return [*args, "--", container_id]
 
+    def run_interactive_args(self, spec: CreateSpec, cidfile: str) -> list[str]:
+        """Build `nerdctl container run --interactive` argv for a create spec.
+
+        `nerdctl start` cannot connect a client's stdin to a non-TTY container, but
+        `nerdctl run --interactive` can, so such containers are re-created at start.
+        """
+        args = create_args(spec)
+        args[1:3] = ["run", "--pull=never", f"--cidfile={cidfile}"]
+        if "--interactive" not in args:
+            args.insert(3, "--interactive")
+        return args
+
     def attach_start_args(self, container_id: str) -> list[str]:
         return ["container", "start", "--attach", "--detach-keys=", "--", container_id]

@@ -11,8 +11,9 @@ import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
-from finchd.errors import InvalidParameterError
+from finchd.errors import EngineError, InvalidParameterError
 from finchd.nerdctl.containers import Containers
 
 log = logging.getLogger(__name__)
@@ -155,11 +156,68 @@ class ContainerIO:
             for session in sessions:
                 session.done.set()
 
+    async def run_with_stdin(self, args: list[str], cidfile: Path,
+                             sessions: list[AttachSession]) -> str:
+        """Run `nerdctl run --interactive` wired to the sessions; return the new id."""
+        process = await self.containers.runner.spawn(args, stdin=asyncio.subprocess.PIPE)
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        relay = asyncio.ensure_future(self._relay_process(process, sessions))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while loop.time() < deadline and process.returncode is None:
+            text = cidfile.read_text().strip() if cidfile.exists() else ""
+            if text:
+                return text
+            await asyncio.sleep(0.05)
+        text = cidfile.read_text().strip() if cidfile.exists() else ""
+        if text:
+            return text
+        relay.cancel()
+        raise EngineError("nerdctl run did not create the container")
+
+    async def _relay_process(self, process: asyncio.subprocess.Process,
+                             sessions: list[AttachSession]) -> None:
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        feeders = [asyncio.ensure_future(_feed_stdin(session.stdin, process.stdin))
+                   for session in sessions if session.stdin is not None]
+        queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
+        pumps = [asyncio.ensure_future(_pump(process.stdout, STDOUT, queue)),
+                 asyncio.ensure_future(_pump(process.stderr, STDERR, queue))]
+        try:
+            finished = 0
+            while finished < 2:
+                item = await queue.get()
+                if item is None:
+                    finished += 1
+                    continue
+                stream, data = item
+                await _broadcast([s for s in sessions if (s.stdout if stream == STDOUT else s.stderr)],
+                                 stream, data)
+            await process.wait()
+        finally:
+            for task in feeders + pumps:
+                task.cancel()
+            for session in sessions:
+                session.done.set()
+
     def resize(self, container_id: str, height: int, width: int) -> None:
         master = self._terminals.get(container_id)
         if master is None:
             return
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+async def _feed_stdin(reader: asyncio.StreamReader | None, writer: asyncio.StreamWriter) -> None:
+    try:
+        while reader is not None:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        return
+    writer.close()
 
 
 def _take_controlling_terminal() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from finchd.errors import (
@@ -50,6 +52,7 @@ class ContainerService:
         self._started: dict[str, asyncio.Event] = {}
         self._removed: dict[str, asyncio.Event] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._aliases: dict[str, str] = {}
 
     async def create(self, body: Any, name: str | None) -> dict[str, Any]:
         spec = parse_create(body, name, self._cgroup_limits())
@@ -75,7 +78,7 @@ class ContainerService:
         """Resolve an ID, unique ID prefix or name into its inspect view."""
         if not reference or reference.startswith("-"):
             raise NoSuchContainerError(reference)
-        natives = await self.containers.inspect([reference])
+        natives = await self.containers.inspect([self._aliases.get(reference, reference)])
         if not natives:
             raise NoSuchContainerError(reference)
         return await self._view(natives[0])
@@ -121,7 +124,9 @@ class ContainerService:
         if view["State"]["Running"]:
             raise NotModifiedError("container already started")
         sessions = self.io.take_pending(view["Id"])
-        if sessions and view["Config"].get("Tty"):
+        if any(session.stdin for session in sessions) and not view["Config"].get("Tty"):
+            await self._recreate_with_stdin(view, sessions)
+        elif sessions and view["Config"].get("Tty"):
             await self.io.run_attached_terminal(view["Id"], sessions)
             await self._wait_running(view["Id"])
         else:
@@ -131,6 +136,30 @@ class ContainerService:
                 asyncio.ensure_future(self.io.follow_output(view["Id"], sessions, started_at))
         self._after_start(view)
         return view
+
+    async def _recreate_with_stdin(self, view: dict[str, Any],
+                                   sessions: list[AttachSession]) -> None:
+        """Replace a created container by `nerdctl run --interactive` of the same spec.
+
+        The new container gets a new id; the old id stays resolvable in this process.
+        """
+        old_id = view["Id"]
+        record = self.records.load(old_id)
+        body = {**(record.get("Config") or {}), "HostConfig": record.get("HostConfig") or {},
+                "NetworkingConfig": record.get("NetworkingConfig") or {}}
+        spec = parse_create(body, view["Name"], self._cgroup_limits())
+        await self.containers.remove(old_id, force=True, volumes=False)
+        with tempfile.TemporaryDirectory(prefix="finchd-run-") as folder:
+            cidfile = Path(folder) / "cid"
+            args = self.containers.run_interactive_args(spec, str(cidfile))
+            new_id = await self.io.run_with_stdin(args, cidfile, sessions)
+        self.records.save(new_id, record)
+        self.records.delete(old_id)
+        self._aliases[old_id] = new_id
+        view["Id"] = new_id
+
+    def resolve_alias(self, container_id: str) -> str:
+        return self._aliases.get(container_id, container_id)
 
     async def _wait_running(self, container_id: str, timeout: float = 30.0) -> None:
         """Wait until an attached start has started the task, or has failed."""
@@ -165,8 +194,9 @@ class ContainerService:
 
     def _after_start(self, view: dict[str, Any]) -> None:
         container_id = view["Id"]
-        self._started.setdefault(container_id, asyncio.Event()).set()
-        self._started.pop(container_id, None)
+        for started_id in (container_id, *[old for old, new in self._aliases.items() if new == container_id]):
+            self._started.setdefault(started_id, asyncio.Event()).set()
+            self._started.pop(started_id, None)
         if view["HostConfig"].get("AutoRemove") and container_id not in self._monitors:
             self._monitors[container_id] = asyncio.ensure_future(self._auto_remove(container_id))
 
@@ -227,12 +257,13 @@ class ContainerService:
             )
         view = await self.find(reference)
         container_id = view["Id"]
-        removed = self._removed.setdefault(container_id, asyncio.Event()) if condition == "removed" else None
         running = view["State"]["Running"]
         if condition == "not-running" and not running:
             return int(view["State"]["ExitCode"])
         if not running:
             await self._wait_started(container_id)
+            container_id = self.resolve_alias(container_id)
+        removed = self._removed.setdefault(container_id, asyncio.Event()) if condition == "removed" else None
         code = await self._wait_exit(container_id)
         if removed is not None:
             await self._wait_removed(container_id, removed)
