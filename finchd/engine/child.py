@@ -24,7 +24,7 @@ from pathlib import Path
 from finchd.engine.process import (
     PR_SET_CHILD_SUBREAPER,
     prctl,
-    socket_answers,
+    socket_accepts,
     terminate_with_parent,
 )
 from finchd.paths import Paths
@@ -139,7 +139,7 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 return False
-            if socket_answers(self.socket_path):
+            if socket_accepts(self.socket_path):
                 return True
             time.sleep(POLL_INTERVAL)
         return False

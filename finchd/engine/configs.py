@@ -87,7 +87,8 @@ def buildkitd_config(settings: Settings, paths: Paths) -> str:
         "[grpc]",
         f"  address = {toml_value(['unix://' + str(paths.buildkit_socket)])}",
         "",
-        # No CDI device specs exist for a rootless user.
+        # finchd injects no CDI devices, and buildkitd warns at every start
+        # about missing CDI spec folders unless CDI is disabled.
         "[cdi]",
         "  disabled = true",
         "",

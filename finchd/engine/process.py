@@ -27,7 +27,7 @@ def terminate_with_parent() -> None:
     prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def socket_answers(path: Path) -> bool:
+def socket_accepts(path: Path) -> bool:
     """Return whether a Unix socket at `path` accepts a connection."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(2)

@@ -3,10 +3,10 @@
 # container has no cgroup.
 #
 # Rootless containers on a cgroup v1 host run without cgroups, and `runc ps`
-# reads a container's processes from its cgroup, so it fails there. containerd
-# 2.0 asks each surviving shim for its processes when it restarts, and it kills
-# a shim that lists none as leaked, which leaves a running container without a
-# task. The fallback lists the processes in the PID namespace of the container's
+# reads a container's processes from its cgroup, so it fails there. When
+# containerd 2.0 restarts, it requests the process list of each surviving shim
+# and kills a shim that returns none as leaked, which leaves a running container
+# without a task. The fallback lists the processes in the PID namespace of the container's
 # init process instead.
 #
 # FINCHD_RUNC is the path of the real runc.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import finchd
 from finchd.config import Settings
-from finchd.engine.process import socket_answers, terminate_with_parent
+from finchd.engine.process import socket_accepts, terminate_with_parent
 from finchd.engine.configs import toml_value, write_engine_configs, write_file
 from finchd.engine.environment import clean_environment, resolve_executable
 from finchd.errors import EngineError
@@ -44,17 +44,17 @@ HEALTHY_RUNTIME = 120.0
 
 
 class EngineStartError(EngineError):
-    """The engine did not start, or containerd did not answer in time."""
+    """The engine failed to start, or containerd accepted no connection in time."""
 
 
-def engine_answers(paths: Paths) -> bool:
+def engine_running(paths: Paths) -> bool:
     """Return whether the engine's rootlesskit child is alive and containerd accepts connections."""
     try:
         child_pid = int((paths.rootlesskit_state / "child_pid").read_text().strip())
         os.kill(child_pid, 0)
     except (OSError, ValueError):
         return False
-    return socket_answers(paths.containerd_socket)
+    return socket_accepts(paths.containerd_socket)
 
 
 def acquire_engine_lock(paths: Paths) -> int | None:
@@ -99,6 +99,27 @@ def processes_in_user_namespace(namespace: str) -> list[int]:
     return pids
 
 
+def read_command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def belongs_to_engine(pids: list[int], paths: Paths) -> bool:
+    """Return whether one of `pids` is this user's engine child or one of its shims.
+
+    The kernel can reuse a namespace inode once every process of the old
+    namespace has exited, so a matching inode alone could name an unrelated
+    namespace of this user. The engine child and containerd's shims carry
+    finchd's module name or containerd socket path on their command lines.
+    """
+    markers = ("finchd.engine.child", str(paths.containerd_socket))
+    return any(
+        marker in read_command_line(pid) for pid in pids for marker in markers
+    )
+
+
 def kill_leftover_processes(paths: Paths) -> None:
     """SIGKILL what is left in the user namespace of the engine that ran last.
 
@@ -112,20 +133,19 @@ def kill_leftover_processes(paths: Paths) -> None:
         namespace = paths.engine_userns_file.read_text().strip()
     except FileNotFoundError:
         return
-    if namespace:
-        pids = processes_in_user_namespace(namespace)
+    pids = processes_in_user_namespace(namespace) if namespace else []
+    if pids and belongs_to_engine(pids, paths):
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if pids:
-            log.warning(
-                "killed %d processes left in the user namespace %s of the last engine: %s",
-                len(pids),
-                namespace,
-                " ".join(str(pid) for pid in pids),
-            )
+        log.warning(
+            "killed %d processes left in the user namespace %s of the last engine: %s",
+            len(pids),
+            namespace,
+            " ".join(str(pid) for pid in pids),
+        )
     paths.engine_userns_file.unlink(missing_ok=True)
 
 
@@ -327,12 +347,12 @@ def settings_file_content(settings: Settings) -> str:
 
 
 def spawn_engine(settings: Settings, paths: Paths) -> subprocess.Popen[bytes]:
-    """Start `python -m finchd.engine` in a new session, with output to paths.engine_log."""
+    """Start `python -m finchd engine` in a new session, with output to paths.engine_log."""
     settings_file = paths.runtime / "engine-settings.toml"
     write_file(settings_file, settings_file_content(settings))
     env = clean_environment(settings, paths)
     env["PYTHONPATH"] = package_parent()
-    command = [sys.executable, "-m", "finchd.engine", "--config", str(settings_file)]
+    command = [sys.executable, "-m", "finchd", "engine", "--config", str(settings_file)]
     with open(paths.engine_log, "ab") as log_file:
         process = subprocess.Popen(
             command,
@@ -349,12 +369,12 @@ def spawn_engine(settings: Settings, paths: Paths) -> subprocess.Popen[bytes]:
 
 
 def ensure_engine(settings: Settings, paths: Paths, timeout: float = 90) -> None:
-    """Start the user's engine unless it already answers, and wait until containerd answers.
+    """Start the user's engine unless it runs, and wait until containerd accepts connections.
 
     Raise EngineStartError, naming the engine's log file, when the supervisor
-    exits early or containerd does not answer within `timeout` seconds.
+    exits early or containerd accepts no connection within `timeout` seconds.
     """
-    if engine_answers(paths):
+    if engine_running(paths):
         return
     paths.runtime.mkdir(parents=True, exist_ok=True)
     # Spawned even when a supervisor may be running: a second one exits with
@@ -362,7 +382,7 @@ def ensure_engine(settings: Settings, paths: Paths, timeout: float = 90) -> None
     process = spawn_engine(settings, paths)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if engine_answers(paths):
+        if engine_running(paths):
             # Reap the supervisor whenever it exits, without blocking the caller.
             threading.Thread(target=process.wait, name="engine-reaper", daemon=True).start()
             return
@@ -370,10 +390,10 @@ def ensure_engine(settings: Settings, paths: Paths, timeout: float = 90) -> None
         if code is not None and code != EXIT_ALREADY_RUNNING:
             raise EngineStartError(
                 f"the engine supervisor exited with {describe_exit(code)} before containerd "
-                f"answered; see {paths.engine_log}"
+                f"started; see {paths.engine_log}"
             )
         time.sleep(POLL_INTERVAL)
     raise EngineStartError(
-        f"containerd did not answer on {paths.containerd_socket} within {timeout:.0f} s; "
+        f"timed out after {timeout:.0f} s waiting for containerd on {paths.containerd_socket}; "
         f"see {paths.engine_log}"
     )
