@@ -264,7 +264,7 @@ async def _pump(reader: asyncio.StreamReader, stream: int,
 
 
 def _unix_time(value: str | None, name: str) -> str | None:
-    """Accept Docker's `seconds[.nanoseconds]` (and RFC 3339); return RFC 3339 for nerdctl."""
+    """Convert Docker's `seconds[.nanoseconds]` into the RFC 3339 time that nerdctl takes."""
     if value is None or value in ("", "0"):
         return None
     try:

@@ -108,28 +108,44 @@ def user_labels(labels: dict[str, str] | None) -> dict[str, str]:
     }
 
 
+def _merge_env(image_env: list[str], sent_env: list[str]) -> list[str]:
+    """Docker's rule: the image's variables, each replaced or extended by the request's."""
+    merged = {entry.split("=", 1)[0]: entry for entry in image_env}
+    for entry in sent_env:
+        merged[entry.split("=", 1)[0]] = entry
+    return list(merged.values())
+
+
 def config_of(native: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    """Docker's Config: the engine's resolved values, then what the client sent."""
+    """Docker's Config: the image's defaults, overridden by what the client sent."""
     native_config = native.get("Config") or {}
+    image = record.get("ImageConfig") or {}
     sent = record.get("Config") or {}
+    entrypoint = sent.get("Entrypoint") if "Entrypoint" in sent and sent["Entrypoint"] is not None else image.get("Entrypoint")
+    if sent.get("Cmd") is not None:
+        cmd = sent["Cmd"]
+    elif sent.get("Entrypoint") is not None:
+        cmd = None
+    else:
+        cmd = image.get("Cmd")
     config: dict[str, Any] = {
         "Hostname": native_config.get("Hostname") or "", "Domainname": "",
-        "User": native_config.get("User") or "", "AttachStdin": False,
-        "AttachStdout": False, "AttachStderr": False, "Tty": False,
-        "OpenStdin": False, "StdinOnce": False, "Env": native_config.get("Env") or [],
-        "Cmd": native_config.get("Cmd"), "Image": native.get("Image") or "",
-        "Volumes": None, "WorkingDir": native_config.get("WorkingDir") or "",
-        "Entrypoint": native_config.get("Entrypoint"), "OnBuild": None,
-        "Labels": user_labels(native_config.get("Labels")),
+        "User": sent.get("User") or image.get("User") or "",
+        "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
+        "Tty": False, "OpenStdin": False, "StdinOnce": False,
+        "Env": _merge_env(image.get("Env") or [], sent.get("Env") or []) or native_config.get("Env") or [],
+        "Cmd": cmd, "Image": native.get("Image") or "", "Volumes": None,
+        "WorkingDir": sent.get("WorkingDir") or image.get("WorkingDir") or "",
+        "Entrypoint": entrypoint or None, "OnBuild": None,
+        "Labels": {**(image.get("Labels") or {}), **user_labels(native_config.get("Labels"))},
     }
     for key in ("Domainname", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
                 "OpenStdin", "StdinOnce", "ExposedPorts", "Volumes", "StopSignal",
                 "StopTimeout", "Image", "Healthcheck", "MacAddress", "Shell"):
         if sent.get(key) is not None:
             config[key] = sent[key]
-    for key in ("User", "WorkingDir", "Hostname"):
-        if sent.get(key):
-            config[key] = sent[key]
+    if sent.get("Hostname"):
+        config["Hostname"] = sent["Hostname"]
     return config
 
 

@@ -71,6 +71,7 @@ class ContainerService:
         self.records.save(container_id, {
             "Config": spec.config, "HostConfig": spec.host_config,
             "NetworkingConfig": spec.networking_config, "ImageID": image.get("Id") or "",
+            "ImageConfig": image.get("Config") or {},
         })
         return {"Id": container_id, "Warnings": spec.warnings}
 

@@ -54,6 +54,14 @@ def short_name(name: str) -> str:
     return name
 
 
+def repository_path(repository: str) -> str:
+    """Return the path of a repository without its registry host, as dockerd prints it."""
+    first, _, rest = repository.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return short_name(rest) if first == "docker.io" else rest
+    return short_name(repository)
+
+
 def is_loopback_registry(reference: str, insecure: Iterable[str]) -> bool:
     """dockerd treats registries on 127.0.0.0/8 as insecure; so does finchd."""
     first = reference.split("/", 1)[0]
@@ -132,7 +140,7 @@ class ImageService:
 
     async def _pull_messages(self, reference: str, insecure: bool) -> AsyncIterator[dict[str, Any]]:
         repository, tag = split_reference(reference)
-        yield {"status": f"Pulling from {short_name(repository)}", "id": tag.lstrip("@")}
+        yield {"status": f"Pulling from {repository_path(repository)}", "id": tag.lstrip("@")}
         process = await self.images.pull(reference, insecure=insecure)
         assert process.stderr is not None and process.stdout is not None
         seen: dict[str, str] = {}
@@ -155,10 +163,17 @@ class ImageService:
             yield {"errorDetail": {"message": _pull_error(reference, text)},
                    "error": _pull_error(reference, text)}
             return
+        image = await self.images.find(reference)
+        layers = ((image or {}).get("RootFS") or {}).get("Layers") or []
+        for layer in layers:
+            layer_id = layer.split(":", 1)[-1][:12]
+            if not seen:
+                yield {"status": "Pulling fs layer", "progressDetail": {}, "id": layer_id}
+                yield {"status": "Download complete", "progressDetail": {}, "id": layer_id}
+                yield {"status": "Pull complete", "progressDetail": {}, "id": layer_id}
         for layer_id in seen:
             if seen[layer_id] != "Pull complete":
                 yield {"status": "Pull complete", "progressDetail": {}, "id": layer_id}
-        image = await self.images.find(reference)
         digest = (image or {}).get("RepoDigests") or []
         if digest:
             yield {"status": f"Digest: {digest[0].split('@', 1)[-1]}"}
