@@ -15,6 +15,9 @@ from finchd.paths import Paths
 # iptables lives in /usr/sbin and the CNI plugins call it, so /usr/sbin must be
 # on PATH even for a user whose login PATH lacks it.
 SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+# The deb and rpm packages carry their pinned nerdctl, containerd, buildkit and
+# rootlesskit here, because Debian 12 lacks them or ships versions too old.
+PACKAGED_ENGINE_DIR = "/usr/libexec/finchd/bin"
 CNI_PLUGIN_DIR = "/usr/lib/cni"
 
 # Variables copied from the caller's environment. Everything else, in particular
@@ -28,13 +31,19 @@ class ExecutableNotFoundError(Exception):
 
 
 def base_path(settings: Settings) -> str:
-    """Return the PATH of every engine process: the folders of configured binaries first."""
+    """Return the PATH of every engine process.
+
+    The folders of binaries configured by path come first, then the packaged
+    engine folder when it exists, then the system folders.
+    """
     folders: list[str] = []
     for name in (settings.nerdctl, settings.containerd, settings.buildkitd, settings.rootlesskit):
         if os.sep in name:
             folder = str(Path(name).expanduser().parent)
             if folder not in folders:
                 folders.append(folder)
+    if os.path.isdir(PACKAGED_ENGINE_DIR) and PACKAGED_ENGINE_DIR not in folders:
+        folders.append(PACKAGED_ENGINE_DIR)
     for folder in SYSTEM_PATH:
         if folder not in folders:
             folders.append(folder)
