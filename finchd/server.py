@@ -23,6 +23,7 @@ from finchd.nerdctl.networks import Networks
 from finchd.nerdctl.runner import Runner
 from finchd.paths import Paths
 from finchd.services.containers import ContainerService
+from finchd.services.exec import ExecService
 from finchd.services.images import ImageService
 from finchd.services.records import RecordStore
 from finchd.services.system import SystemService, has_cgroup_limits
@@ -39,9 +40,12 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
     containers = Containers(runner)
     images = Images(runner)
     networks = Networks(runner)
+    container_service = ContainerService(containers, images,
+                                         RecordStore(paths.data / "containers"),
+                                         has_cgroup_limits, networks.gateways)
     return {
-        "containers": ContainerService(containers, images, RecordStore(paths.data / "containers"),
-                                       has_cgroup_limits, networks.gateways),
+        "containers": container_service,
+        "exec": ExecService(container_service),
         "images": ImageService(images, settings.insecure_registries),
         "system": SystemService(containers, images, settings.namespace, paths.data,
                                 lambda: engine_versions(settings)),

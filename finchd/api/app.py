@@ -117,12 +117,12 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
 
 def make_app(services: dict[str, Any]) -> web.Application:
     """Build the application around a dict of services (containers, images, system)."""
-    from finchd.api import containers, images, system
+    from finchd.api import containers, exec, images, system
 
     app = web.Application(middlewares=[docker_middleware], client_max_size=0)
     app[SERVICES] = services
     app.on_response_prepare.append(add_headers)
-    for module in (system, containers, images):
+    for module in (system, containers, exec, images):
         module.add_routes(app.router)
     return app
 

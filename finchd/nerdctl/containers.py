@@ -204,5 +204,21 @@ class Containers:
             args.insert(3, "--interactive")
         return args
 
+    def exec_args(self, container_id: str, config: dict[str, Any]) -> list[str]:
+        """Build `nerdctl container exec` argv from a checked ExecConfig."""
+        args = ["container", "exec"]
+        if config.get("AttachStdin"):
+            args.append("--interactive")
+        if config.get("Tty"):
+            args.append("--tty")
+        if config.get("Privileged"):
+            args.append("--privileged")
+        args += [f"--env={entry}" for entry in config.get("Env") or []]
+        if config.get("User"):
+            args.append(f"--user={config['User']}")
+        if config.get("WorkingDir"):
+            args.append(f"--workdir={config['WorkingDir']}")
+        return [*args, "--", container_id, *config["Cmd"]]
+
     def attach_start_args(self, container_id: str) -> list[str]:
         return ["container", "start", "--attach", "--detach-keys=", "--", container_id]

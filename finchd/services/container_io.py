@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import re
 import struct
 import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -79,19 +80,44 @@ class ContainerIO:
     def take_pending(self, container_id: str) -> list[AttachSession]:
         return self._pending.pop(container_id, [])
 
-    async def run_attached_terminal(self, container_id: str, sessions: list[AttachSession]) -> None:
-        """Start a TTY container with `nerdctl start --attach` on a pseudo-terminal."""
-        master, slave = os.openpty()
-        process = await self.containers.runner.spawn(
-            self.containers.attach_start_args(container_id),
-            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-            preexec_fn=_take_controlling_terminal,
-        )
-        os.close(slave)
-        self._terminals[container_id] = master
-        asyncio.ensure_future(self._relay_terminal(container_id, master, process, sessions))
+    async def start_on_terminal(self, args: list[str], sessions: list[AttachSession],
+                                key: str, diagnostics: list[str] | None = None,
+                                ) -> asyncio.subprocess.Process:
+        """Run `nerdctl ARGS` on a new pseudo-terminal relayed to the sessions.
 
-    async def _relay_terminal(self, container_id: str, master: int,
+        nerdctl's `--tty` paths need a terminal on their own stdin. `key` names the
+        terminal for resize (a container or exec id).
+        """
+        master, slave = os.openpty()
+        try:
+            process = await self.containers.runner.spawn(
+                args, stdin=slave, stdout=slave,
+                stderr=asyncio.subprocess.PIPE if diagnostics is not None else slave,
+                start_new_session=True, preexec_fn=_take_controlling_terminal,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        self._terminals[key] = master
+        if diagnostics is not None and process.stderr is not None:
+            asyncio.ensure_future(_collect_messages(process.stderr, diagnostics))
+        asyncio.ensure_future(self._relay_terminal(key, master, process, sessions))
+        return process
+
+    async def start_piped(self, args: list[str], sessions: list[AttachSession],
+                          diagnostics: list[str] | None = None) -> asyncio.subprocess.Process:
+        """Run `nerdctl ARGS` with pipes relayed to the sessions, framed per stream.
+
+        With `diagnostics`, nerdctl's own log lines are taken out of stderr and their
+        messages appended there.
+        """
+        process = await self.containers.runner.spawn(args, stdin=asyncio.subprocess.PIPE)
+        asyncio.ensure_future(self._relay_process(process, sessions, diagnostics))
+        return process
+
+    async def _relay_terminal(self, key: str, master: int,
                               process: asyncio.subprocess.Process,
                               sessions: list[AttachSession]) -> None:
         loop = asyncio.get_running_loop()
@@ -121,7 +147,7 @@ class ContainerIO:
             loop.remove_reader(master)
             for task in inputs:
                 task.cancel()
-            self._terminals.pop(container_id, None)
+            self._terminals.pop(key, None)
             os.close(master)
             await exited
             for session in sessions:
@@ -159,9 +185,7 @@ class ContainerIO:
     async def run_with_stdin(self, args: list[str], cidfile: Path,
                              sessions: list[AttachSession]) -> str:
         """Run `nerdctl run --interactive` wired to the sessions; return the new id."""
-        process = await self.containers.runner.spawn(args, stdin=asyncio.subprocess.PIPE)
-        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-        relay = asyncio.ensure_future(self._relay_process(process, sessions))
+        process = await self.start_piped(args, sessions)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
         while loop.time() < deadline and process.returncode is None:
@@ -172,11 +196,11 @@ class ContainerIO:
         text = cidfile.read_text().strip() if cidfile.exists() else ""
         if text:
             return text
-        relay.cancel()
         raise EngineError("nerdctl run did not create the container")
 
     async def _relay_process(self, process: asyncio.subprocess.Process,
-                             sessions: list[AttachSession]) -> None:
+                             sessions: list[AttachSession],
+                             diagnostics: list[str] | None = None) -> None:
         assert process.stdin is not None and process.stdout is not None and process.stderr is not None
         feeders = [asyncio.ensure_future(_feed_stdin(session.stdin, process.stdin))
                    for session in sessions if session.stdin is not None]
@@ -191,6 +215,10 @@ class ContainerIO:
                     finished += 1
                     continue
                 stream, data = item
+                if stream == STDERR and diagnostics is not None:
+                    data = strip_nerdctl_messages(data, diagnostics)
+                    if not data:
+                        continue
                 await _broadcast([s for s in sessions if (s.stdout if stream == STDOUT else s.stderr)],
                                  stream, data)
             await process.wait()
@@ -200,8 +228,9 @@ class ContainerIO:
             for session in sessions:
                 session.done.set()
 
-    def resize(self, container_id: str, height: int, width: int) -> None:
-        master = self._terminals.get(container_id)
+    def resize(self, key: str, height: int, width: int) -> None:
+        """Set the size of the terminal of a container or exec id, if it has one."""
+        master = self._terminals.get(key)
         if master is None:
             return
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
@@ -218,6 +247,26 @@ async def _feed_stdin(reader: asyncio.StreamReader | None, writer: asyncio.Strea
     except (BrokenPipeError, ConnectionResetError):
         return
     writer.close()
+
+
+NERDCTL_LINE = re.compile(rb'^time="[^"]*" level=(?:fatal|error|warning) msg="(.*)"\r?(?:\n|$)', re.M)
+
+
+def strip_nerdctl_messages(data: bytes, messages: list[str]) -> bytes:
+    """Replace nerdctl's logrus lines in data by their bare messages, and record them.
+
+    A message about the process's own exit status is dropped from the output.
+    """
+    def replace(match: re.Match[bytes]) -> bytes:
+        message = match.group(1).decode(errors="replace").replace('\\"', '"')
+        messages.append(message)
+        return b"" if "exit code" in message else message.encode() + b"\n"
+
+    return NERDCTL_LINE.sub(replace, data)
+
+
+async def _collect_messages(reader: asyncio.StreamReader, messages: list[str]) -> None:
+    strip_nerdctl_messages(await reader.read(), messages)
 
 
 def _take_controlling_terminal() -> None:

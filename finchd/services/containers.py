@@ -128,7 +128,8 @@ class ContainerService:
         if any(session.stdin for session in sessions) and not view["Config"].get("Tty"):
             await self._recreate_with_stdin(view, sessions)
         elif sessions and view["Config"].get("Tty"):
-            await self.io.run_attached_terminal(view["Id"], sessions)
+            args = self.containers.attach_start_args(view["Id"])
+            await self.io.start_on_terminal(args, sessions, key=view["Id"])
             await self._wait_running(view["Id"])
         else:
             started_at = now_rfc3339()
