@@ -22,6 +22,7 @@ from finchd.nerdctl.images import Images
 from finchd.nerdctl.networks import Networks
 from finchd.nerdctl.runner import Runner
 from finchd.paths import Paths
+from finchd.services.container_admin import ContainerAdmin
 from finchd.services.containers import ContainerService
 from finchd.services.exec import ExecService
 from finchd.services.images import ImageService
@@ -45,6 +46,7 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
                                          has_cgroup_limits, networks.gateways)
     return {
         "containers": container_service,
+        "container_admin": ContainerAdmin(container_service),
         "exec": ExecService(container_service),
         "images": ImageService(images, settings.insecure_registries),
         "system": SystemService(containers, images, settings.namespace, paths.data,

@@ -9,8 +9,17 @@ from aiohttp import web
 
 from finchd.api.app import SERVICES, json_response, at_least, route
 from finchd.api.params import flag, integer, json_body
-from finchd.api.streams import MULTIPLEXED, RAW, frame, hijack, send_headers_now
+from finchd.api.streams import (
+    MULTIPLEXED,
+    RAW,
+    frame,
+    hijack,
+    json_lines,
+    send_headers_now,
+    write_json,
+)
 from finchd.errors import InvalidParameterError
+from finchd.services.container_admin import ContainerAdmin
 from finchd.services.container_io import AttachSession
 from finchd.services.containers import ContainerService
 
@@ -188,6 +197,59 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+def _admin(request: web.Request) -> ContainerAdmin:
+    service: ContainerAdmin = request.app[SERVICES]["container_admin"]
+    return service
+
+
+async def stats(request: web.Request) -> web.StreamResponse:
+    """GET /containers/{id}/stats. Measured from /proc; see finchd/services/procfs.py."""
+    stream = flag(request, "stream", default=True)
+    samples = await _admin(request).stats(_id(request), stream=stream,
+                                          one_shot=flag(request, "one-shot"))
+    if not stream:
+        sample = await anext(samples)
+        return json_response(sample)
+    response = await json_lines(request)
+    async for sample in samples:
+        await write_json(response, sample)
+    return response
+
+
+async def top(request: web.Request) -> web.Response:
+    """GET /containers/{id}/top"""
+    return json_response(await _admin(request).top(_id(request), request.query.get("ps_args")))
+
+
+async def rename(request: web.Request) -> web.Response:
+    """POST /containers/{id}/rename"""
+    await _admin(request).rename(_id(request), request.query.get("name"))
+    return web.Response(status=204)
+
+
+async def pause(request: web.Request) -> web.Response:
+    """POST /containers/{id}/pause"""
+    await _admin(request).pause(_id(request))
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    """POST /containers/{id}/unpause"""
+    await _admin(request).unpause(_id(request))
+    return web.Response(status=204)
+
+
+async def update(request: web.Request) -> web.Response:
+    """POST /containers/{id}/update"""
+    warnings = await _admin(request).update(_id(request), await json_body(request))
+    return json_response({"Warnings": warnings})
+
+
+async def prune(request: web.Request) -> web.Response:
+    """POST /containers/prune"""
+    return json_response(await _admin(request).prune(request.query.get("filters")))
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     route(router, "POST", "/containers/create", create)
     route(router, "GET", "/containers/json", list_containers)
@@ -201,3 +263,10 @@ def add_routes(router: web.UrlDispatcher) -> None:
     route(router, "GET", "/containers/{id}/logs", logs)
     route(router, "POST", "/containers/{id}/attach", attach)
     route(router, "POST", "/containers/{id}/resize", resize)
+    route(router, "GET", "/containers/{id}/stats", stats)
+    route(router, "GET", "/containers/{id}/top", top)
+    route(router, "POST", "/containers/{id}/rename", rename)
+    route(router, "POST", "/containers/{id}/pause", pause)
+    route(router, "POST", "/containers/{id}/unpause", unpause)
+    route(router, "POST", "/containers/{id}/update", update)
+    route(router, "POST", "/containers/prune", prune)

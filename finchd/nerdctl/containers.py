@@ -169,6 +169,25 @@ class Containers:
         result = await self.runner.run([*args, "--", container_id], check=False)
         raise_for_container(result, container_id)
 
+    async def rename(self, container_id: str, new_name: str) -> None:
+        result = await self.runner.run(["container", "rename", "--", container_id, new_name],
+                                       check=False)
+        raise_for_container(result, container_id)
+
+    async def pause(self, container_id: str) -> None:
+        result = await self.runner.run(["container", "pause", "--", container_id], check=False)
+        raise_for_container(result, container_id)
+
+    async def unpause(self, container_id: str) -> None:
+        result = await self.runner.run(["container", "unpause", "--", container_id], check=False)
+        raise_for_container(result, container_id)
+
+    async def update_restart(self, container_id: str, restart: str) -> None:
+        result = await self.runner.run(
+            ["container", "update", f"--restart={restart}", "--", container_id], check=False
+        )
+        raise_for_container(result, container_id)
+
     async def wait(self, container_id: str) -> int:
         result = await self.runner.run(["container", "wait", "--", container_id], check=False)
         raise_for_container(result, container_id)

@@ -134,7 +134,7 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
     if spec.config.get("NetworkDisabled"):
         mode = "none"
     spec.network = "bridge" if mode == "default" else mode
-    spec.restart = _parse_restart(host.get("RestartPolicy"))
+    spec.restart = parse_restart(host.get("RestartPolicy"))
     for key in ("AutoRemove", "Init", "Privileged", "ReadonlyRootfs", "PublishAllPorts"):
         expect(host.get(key), bool, f"HostConfig.{key}")
     if host.get("AutoRemove") and spec.restart not in ("", "no"):
@@ -195,7 +195,7 @@ def _parse_port_bindings(value: Any) -> list[PortBinding]:
     return result
 
 
-def _parse_restart(value: Any) -> str:
+def parse_restart(value: Any) -> str:
     policy = expect(value, dict, "HostConfig.RestartPolicy") or {}
     name = expect(policy.get("Name"), str, "HostConfig.RestartPolicy.Name") or "no"
     retries = expect(policy.get("MaximumRetryCount"), int, "HostConfig.RestartPolicy.MaximumRetryCount") or 0

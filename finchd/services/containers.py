@@ -22,7 +22,7 @@ from finchd.errors import (
 from finchd.nerdctl.containers import Containers
 from finchd.nerdctl.images import Images
 from finchd.services.container_io import AttachSession, ContainerIO
-from finchd.services.container_spec import parse_create
+from finchd.services.container_spec import parse_create, parse_restart
 from finchd.services.container_view import inspect_view, summary_view
 from finchd.services.filters import label_matches, parse_filters
 from finchd.services.records import RecordStore
@@ -74,6 +74,16 @@ class ContainerService:
             "ImageConfig": image.get("Config") or {},
         })
         return {"Id": container_id, "Warnings": spec.warnings}
+
+    def restart_policy(self, policy: dict[str, Any]) -> str:
+        """Check a RestartPolicy object and return nerdctl's `--restart` value."""
+        return parse_restart(policy)
+
+    def update_record(self, container_id: str, host_config: dict[str, Any]) -> None:
+        """Merge changed HostConfig fields into the stored create request."""
+        record = self.records.load(container_id)
+        record["HostConfig"] = {**(record.get("HostConfig") or {}), **host_config}
+        self.records.save(container_id, record)
 
     async def find(self, reference: str) -> dict[str, Any]:
         """Resolve an ID, unique ID prefix or name into its inspect view."""
