@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -21,6 +22,7 @@ API_VERSION = "1.43"
 MIN_API_VERSION = "1.35"
 VERSION_PREFIX = r"{version:(?:v[^/]*/)?}"
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services", dict)
+HEALTH_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("health_task", asyncio.Task)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _request_ids = itertools.count(1)
@@ -122,9 +124,16 @@ def make_app(services: dict[str, Any]) -> web.Application:
     app = web.Application(middlewares=[docker_middleware], client_max_size=0)
     app[SERVICES] = services
     app.on_response_prepare.append(add_headers)
+    app.on_startup.append(_resume_health_checks)
     for module in (system, containers, exec, images):
         module.add_routes(app.router)
     return app
+
+
+async def _resume_health_checks(app: web.Application) -> None:
+    containers = app[SERVICES].get("containers")
+    if containers is not None:
+        app[HEALTH_TASK] = asyncio.ensure_future(containers.resume_health_checks())
 
 
 def route(router: web.UrlDispatcher, method: str, path: str, handler: Handler) -> None:

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from finchd.errors import InvalidParameterError
+from finchd.services.health import check_healthcheck
 from finchd.specs import CreateSpec, PortBinding
 from finchd.services.validation import (
     describe,
@@ -115,9 +116,7 @@ def _parse_config(spec: CreateSpec) -> None:
             raise InvalidParameterError(f"invalid volume {volume!r}: the path must be absolute")
     strict_string_list(config.get("Shell"), "Shell")
     strict_string_list(config.get("OnBuild"), "OnBuild")
-    healthcheck = expect(config.get("Healthcheck"), dict, "Healthcheck")
-    if healthcheck and not is_empty(healthcheck):
-        spec.warnings.append("Healthcheck is not supported by finchd and was ignored")
+    check_healthcheck(config.get("Healthcheck"))
     unknown = sorted(set(config) - set(CONFIG_FIELDS))
     for key in unknown:
         if not is_empty(config[key]):

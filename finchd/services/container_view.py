@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from finchd.services.health import effective_healthcheck
 from finchd.services.timefmt import ZERO_TIME, human_duration, since, unix_seconds
 
 NETWORKS_LABEL = "nerdctl/networks"
@@ -158,12 +159,19 @@ def host_config_of(record: dict[str, Any]) -> dict[str, Any]:
 def inspect_view(native: dict[str, Any], record: dict[str, Any],
                  gateways: dict[str, str]) -> dict[str, Any]:
     """Build a ContainerInspectResponse."""
+    state = state_of(native)
+    if effective_healthcheck(record) is not None:
+        state["Health"] = record.get("Health") or {"Status": "starting", "FailingStreak": 0,
+                                                   "Log": []}
+        if state["Status"] != "running":
+            state["Health"] = {**state["Health"], "Status": "unhealthy"
+                               if state["Health"]["Status"] == "unhealthy" else "starting"}
     return {
         "Id": native.get("Id"),
         "Created": native.get("Created") or ZERO_TIME,
         "Path": native.get("Path") or "",
         "Args": native.get("Args") or [],
-        "State": state_of(native),
+        "State": state,
         "Image": record.get("ImageID") or native.get("Image") or "",
         "ResolvConfPath": native.get("ResolvConfPath") or "",
         "HostnamePath": native.get("HostnamePath") or "",
@@ -200,7 +208,10 @@ def status_text(state: dict[str, Any]) -> str:
     """Docker's human status: `Up 3 seconds`, `Exited (0) 5 seconds ago`, `Created`."""
     status = state["Status"]
     if status == "running":
-        return f"Up {human_duration(since(state['StartedAt']))}"
+        health = (state.get("Health") or {}).get("Status")
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)",
+                  "unhealthy": " (unhealthy)"}.get(health or "", "")
+        return f"Up {human_duration(since(state['StartedAt']))}{suffix}"
     if status == "paused":
         return f"Up {human_duration(since(state['StartedAt']))} (Paused)"
     if status == "exited":

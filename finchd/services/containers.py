@@ -24,6 +24,7 @@ from finchd.nerdctl.images import Images
 from finchd.services.container_io import AttachSession, ContainerIO
 from finchd.services.container_spec import parse_create, parse_restart
 from finchd.services.container_view import inspect_view, summary_view
+from finchd.services.health import HealthMonitor
 from finchd.services.filters import label_matches, parse_filters
 from finchd.services.records import RecordStore
 
@@ -45,6 +46,7 @@ class ContainerService:
                  gateways: Callable[[], Awaitable[dict[str, str]]]):
         self.containers = containers
         self.io = ContainerIO(containers)
+        self.health = HealthMonitor(containers, records)
         self.images = images
         self.records = records
         self._cgroup_limits = cgroup_limits
@@ -74,6 +76,17 @@ class ContainerService:
             "ImageConfig": image.get("Config") or {},
         })
         return {"Id": container_id, "Warnings": spec.warnings}
+
+    async def resume_health_checks(self) -> None:
+        """Watch the running containers that have health checks, after finchd starts."""
+        try:
+            natives = await self.containers.inspect(await self.containers.list_ids())
+        except EngineError as exc:
+            log.warning("cannot resume health checks: %s", exc.message)
+            return
+        for native in natives:
+            if (native.get("State") or {}).get("Running"):
+                self.health.watch(str(native.get("Id")))
 
     def restart_policy(self, policy: dict[str, Any]) -> str:
         """Check a RestartPolicy object and return nerdctl's `--restart` value."""
@@ -209,6 +222,7 @@ class ContainerService:
         for started_id in (container_id, *[old for old, new in self._aliases.items() if new == container_id]):
             self._started.setdefault(started_id, asyncio.Event()).set()
             self._started.pop(started_id, None)
+        self.health.watch(container_id)
         if view["HostConfig"].get("AutoRemove") and container_id not in self._monitors:
             self._monitors[container_id] = asyncio.ensure_future(self._auto_remove(container_id))
 
@@ -256,6 +270,7 @@ class ContainerService:
                 "stop the container before removing or force remove"
             )
         await self.containers.remove(view["Id"], force=force, volumes=volumes)
+        self.health.forget(view["Id"])
         self.records.delete(view["Id"])
         event = self._removed.pop(view["Id"], None)
         if event is not None:
@@ -331,12 +346,31 @@ def _matches(view: dict[str, Any], filters: dict[str, list[str]]) -> bool:
             mount["Destination"] in values or mount["Source"] in values or mount["Name"] in values
             for mount in view["Mounts"]),
         "network": lambda values: any(name in values for name in view["NetworkSettings"]["Networks"]),
+        "health": lambda values: (state.get("Health") or {}).get("Status", "none") in values,
+        "publish": lambda values: any(_port_matches(view, value, published=True) for value in values),
+        "expose": lambda values: any(_port_matches(view, value, published=False) for value in values),
+        "is-task": lambda values: "true" not in values,
     }
     for key, values in filters.items():
         check = checks.get(key)
         if check is not None and values and not check(values):
             return False
     return True
+
+
+def _port_matches(view: dict[str, Any], value: str, *, published: bool) -> bool:
+    """Match `port[/proto]` against published host ports or exposed container ports."""
+    port, _, protocol = value.partition("/")
+    protocol = protocol or "tcp"
+    if published:
+        for key, bindings in (view["NetworkSettings"].get("Ports") or {}).items():
+            if key.endswith("/" + protocol) and any(
+                    (binding or {}).get("HostPort") == port for binding in bindings or []):
+                return True
+        return False
+    exposed = set((view["Config"].get("ExposedPorts") or {}).keys())
+    exposed |= set((view["NetworkSettings"].get("Ports") or {}).keys())
+    return f"{port}/{protocol}" in exposed
 
 
 def _search(pattern: str, name: str) -> bool:
