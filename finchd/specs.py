@@ -15,6 +15,19 @@ class PortBinding:
 
 
 @dataclass
+class Mount:
+    """One entry of HostConfig.Mounts."""
+
+    type: str
+    target: str
+    source: str = ""
+    read_only: bool = False
+    propagation: str = ""
+    tmpfs_size: int = 0
+    tmpfs_mode: int = 0
+
+
+@dataclass
 class CreateSpec:
     """A checked container create request, in Docker's terms."""
 
@@ -33,4 +46,9 @@ class CreateSpec:
     ports: list[PortBinding] = field(default_factory=list)
     network: str = "bridge"
     restart: str = "no"
+    mounts: list[Mount] = field(default_factory=list)
+    resources: dict[str, Any] = field(default_factory=dict)
+    publish_all: list[str] = field(default_factory=list)
+    ipv4_address: str = ""
+    ipv6_address: str = ""
     warnings: list[str] = field(default_factory=list)

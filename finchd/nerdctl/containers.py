@@ -7,7 +7,7 @@ from typing import Any
 
 from finchd.errors import ConflictError, EngineError, NoSuchContainerError
 from finchd.nerdctl.runner import Result, Runner
-from finchd.specs import CreateSpec
+from finchd.specs import CreateSpec, Mount
 
 NOT_FOUND_MARKERS = ("no such container", "not found")
 
@@ -42,6 +42,14 @@ def create_args(spec: CreateSpec, *, log_opts: dict[str, str] | None = None) -> 
             f"{port.host_port}:" if port.host_port else ""
         )
         args.append(f"--publish={host_part}{port.container_port}/{port.protocol}")
+    args += [f"--publish={port}" for port in spec.publish_all]
+    args += [f"--mount={mount_option(mount)}" for mount in spec.mounts]
+    args += [f"--{flag}={value}" if value is not True else f"--{flag}"
+             for flag, value in spec.resources.items()]
+    if spec.ipv4_address:
+        args.append(f"--ip={spec.ipv4_address}")
+    if spec.ipv6_address:
+        args.append(f"--ip6={spec.ipv6_address}")
     args.append(f"--network={spec.network}")
     args.append(f"--restart={spec.restart}")
     for key, value in (log_opts or {}).items():
@@ -55,10 +63,26 @@ def create_args(spec: CreateSpec, *, log_opts: dict[str, str] | None = None) -> 
     return args
 
 
+def mount_option(mount: Mount) -> str:
+    """Render a Mount as nerdctl's `--mount` value."""
+    parts = [f"type={mount.type}"]
+    if mount.source:
+        parts.append(f"source={mount.source}")
+    parts.append(f"target={mount.target}")
+    if mount.read_only:
+        parts.append("readonly")
+    if mount.propagation:
+        parts.append(f"bind-propagation={mount.propagation}")
+    if mount.tmpfs_size:
+        parts.append(f"tmpfs-size={mount.tmpfs_size}")
+    if mount.tmpfs_mode:
+        parts.append(f"tmpfs-mode={mount.tmpfs_mode:o}")
+    return ",".join(parts)
+
+
 def _flag_values(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
     args: list[str] = []
-    for key, flag in (("Hostname", "hostname"), ("Domainname", "domainname"),
-                      ("User", "user"), ("WorkingDir", "workdir"),
+    for key, flag in (("Hostname", "hostname"), ("User", "user"), ("WorkingDir", "workdir"),
                       ("StopSignal", "stop-signal"), ("MacAddress", "mac-address")):
         if config.get(key):
             args.append(f"--{flag}={config[key]}")
@@ -83,8 +107,12 @@ def _flag_values(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
         args.append(f"--sysctl={key}={value}")
     for key, value in (host.get("Annotations") or {}).items():
         args.append(f"--annotation={key}={value}")
+    for source in host.get("VolumesFrom") or []:
+        args.append(f"--volumes-from={source}")
+    if host.get("OomScoreAdj"):
+        args.append(f"--oom-score-adj={host['OomScoreAdj']}")
     for key, flag in (("Runtime", "runtime"), ("PidMode", "pid"), ("IpcMode", "ipc"),
-                      ("UTSMode", "uts")):
+                      ("UTSMode", "uts"), ("CgroupnsMode", "cgroupns")):
         if host.get(key):
             args.append(f"--{flag}={host[key]}")
     if host.get("ShmSize"):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
 from finchd.errors import InvalidParameterError
 from finchd.services.health import check_healthcheck
-from finchd.specs import CreateSpec, PortBinding
+from finchd.specs import CreateSpec, Mount, PortBinding
 from finchd.services.validation import (
     describe,
     expect,
@@ -40,15 +41,25 @@ HOST_FIELDS = (
     "Privileged", "ReadonlyRootfs", "CapAdd", "CapDrop", "Dns", "DnsOptions",
     "DnsSearch", "ExtraHosts", "GroupAdd", "SecurityOpt", "Tmpfs", "ShmSize",
     "Sysctls", "Runtime", "PidMode", "IpcMode", "UTSMode", "Ulimits", "Devices",
-    "LogConfig", "PublishAllPorts", "ConsoleSize", "Annotations",
+    "LogConfig", "PublishAllPorts", "ConsoleSize", "Annotations", "Mounts",
+    "VolumesFrom", "CgroupnsMode", "OomScoreAdj", "ContainerIDFile", "Isolation",
+    "VolumeDriver",
 )
 
-# Fields whose zero value Docker clients send on every request and that finchd
-# ignores: they describe nothing that a rootless nerdctl container could differ in.
-IGNORED_HOST_FIELDS = ("ContainerIDFile", "Isolation", "MaskedPaths", "ReadonlyPaths",
-                       "CgroupnsMode", "Cgroup", "UsernsMode", "VolumeDriver",
-                       "OomScoreAdj", "StorageOpt", "Links", "VolumesFrom", "Mounts",
-                       "DeviceRequests")
+# Fields finchd accepts only with their zero value, because nerdctl has no way to
+# express them: a non-empty value is a 400 naming the field.
+UNSUPPORTED_HOST_FIELDS = ("MaskedPaths", "ReadonlyPaths", "Cgroup", "UsernsMode",
+                           "StorageOpt", "Links", "DeviceRequests")
+
+# Resource fields that nerdctl takes as flags where cgroup controllers are delegated.
+RESOURCE_FLAGS = {
+    "Memory": "memory", "MemoryReservation": "memory-reservation",
+    "MemorySwap": "memory-swap", "MemorySwappiness": "memory-swappiness",
+    "CpuShares": "cpu-shares", "CpuPeriod": "cpu-period", "CpuQuota": "cpu-quota",
+    "CpusetCpus": "cpuset-cpus", "CpusetMems": "cpuset-mems", "PidsLimit": "pids-limit",
+    "BlkioWeight": "blkio-weight", "OomKillDisable": "oom-kill-disable",
+    "CgroupParent": "cgroup-parent",
+}
 
 CONFIG_FIELDS = (
     "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
@@ -150,11 +161,102 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
         raise InvalidParameterError("SHM size can not be less than 0")
     _check_log_config(host.get("LogConfig"))
     _check_resources(spec, cgroup_limits)
-    for key in sorted(set(host) - set(HOST_FIELDS) - set(RESOURCE_FIELDS) - {"Ulimits", "Devices"}):
-        if key in IGNORED_HOST_FIELDS and is_empty(host[key]):
+    _check_namespaces(host)
+    spec.mounts = _parse_mounts(host.get("Mounts"))
+    strict_string_list(host.get("VolumesFrom"), "HostConfig.VolumesFrom")
+    if host.get("PublishAllPorts"):
+        spec.publish_all = [port for port in spec.exposed_ports
+                            if not any(f"{binding.container_port}/{binding.protocol}" == port
+                                       for binding in spec.ports)]
+    _parse_networking(spec)
+    if spec.config.get("Domainname"):
+        # nerdctl cannot set the OCI spec's domainname, and a rootless container may not
+        # write kernel.domainname, so the field would be lost.
+        raise InvalidParameterError("Domainname is not supported by finchd")
+    for key in sorted(set(host) - set(HOST_FIELDS) - set(RESOURCE_FIELDS)):
+        if is_empty(host[key]):
             continue
-        if not is_empty(host[key]):
+        if key in UNSUPPORTED_HOST_FIELDS:
             raise InvalidParameterError(f"HostConfig.{key} is not supported by finchd")
+        raise InvalidParameterError(f"unknown field HostConfig.{key}")
+
+
+def _check_namespaces(host: dict[str, Any]) -> None:
+    cgroupns = expect(host.get("CgroupnsMode"), str, "HostConfig.CgroupnsMode") or ""
+    if cgroupns not in ("", "host", "private"):
+        raise InvalidParameterError(f"invalid cgroup namespace mode: {cgroupns}")
+    isolation = expect(host.get("Isolation"), str, "HostConfig.Isolation") or ""
+    if isolation not in ("", "default"):
+        raise InvalidParameterError(f"Invalid isolation: {isolation!r} - Linux only supports 'default'")
+    driver = expect(host.get("VolumeDriver"), str, "HostConfig.VolumeDriver") or ""
+    if driver not in ("", "local"):
+        raise InvalidParameterError(f"volume driver {driver!r} is not supported by finchd")
+    expect(host.get("ContainerIDFile"), str, "HostConfig.ContainerIDFile")
+    score = expect(host.get("OomScoreAdj"), int, "HostConfig.OomScoreAdj")
+    if score is not None and not -1000 <= score <= 1000:
+        raise InvalidParameterError(
+            f"Invalid value {score}, range for oom score adj is [-1000, 1000]")
+
+
+def _parse_mounts(value: Any) -> list[Mount]:
+    mounts = []
+    for index, item in enumerate(expect(value, list, "HostConfig.Mounts") or []):
+        where = f"HostConfig.Mounts[{index}]"
+        item = expect(item, dict, where, nullable=False)
+        kind = expect(item.get("Type"), str, f"{where}.Type") or ""
+        target = expect(item.get("Target"), str, f"{where}.Target") or ""
+        source = expect(item.get("Source"), str, f"{where}.Source") or ""
+        if kind not in ("bind", "volume", "tmpfs"):
+            raise InvalidParameterError(f"invalid mount config: mount type unknown: {kind!r}")
+        if not target.startswith("/"):
+            raise InvalidParameterError(
+                f"invalid mount config for type \"{kind}\": invalid mount path: '{target}' "
+                "mount path must be absolute")
+        mount = Mount(type=kind, target=target, source=source,
+                      read_only=bool(expect(item.get("ReadOnly"), bool, f"{where}.ReadOnly")))
+        if kind == "bind":
+            options = expect(item.get("BindOptions"), dict, f"{where}.BindOptions") or {}
+            mount.propagation = expect(options.get("Propagation"), str,
+                                       f"{where}.BindOptions.Propagation") or ""
+            if not source.startswith("/"):
+                raise InvalidParameterError(
+                    "invalid mount config for type \"bind\": invalid mount path: "
+                    f"'{source}' mount path must be absolute")
+        elif kind == "tmpfs":
+            if source:
+                raise InvalidParameterError(
+                    "invalid mount config for type \"tmpfs\": field Source must not be specified")
+            options = expect(item.get("TmpfsOptions"), dict, f"{where}.TmpfsOptions") or {}
+            mount.tmpfs_size = expect(options.get("SizeBytes"), int,
+                                      f"{where}.TmpfsOptions.SizeBytes") or 0
+            mount.tmpfs_mode = expect(options.get("Mode"), int, f"{where}.TmpfsOptions.Mode") or 0
+            if mount.tmpfs_size < 0:
+                raise InvalidParameterError(f"invalid {where}.TmpfsOptions.SizeBytes: negative size")
+        elif source.startswith("-"):
+            raise InvalidParameterError(f"invalid volume name {source!r}")
+        mounts.append(mount)
+    return mounts
+
+
+def _parse_networking(spec: CreateSpec) -> None:
+    endpoints = expect(spec.networking_config.get("EndpointsConfig"), dict,
+                       "NetworkingConfig.EndpointsConfig") or {}
+    for name, endpoint in endpoints.items():
+        endpoint = expect(endpoint, dict, f"NetworkingConfig.EndpointsConfig.{name}") or {}
+        aliases = strict_string_list(endpoint.get("Aliases"), "Aliases") or []
+        if aliases:
+            spec.warnings.append(
+                f"network aliases {', '.join(aliases)} on {name} are recorded but not resolvable: "
+                "nerdctl has no network alias support")
+        ipam = expect(endpoint.get("IPAMConfig"), dict, "IPAMConfig") or {}
+        spec.ipv4_address = expect(ipam.get("IPv4Address"), str, "IPAMConfig.IPv4Address") or spec.ipv4_address
+        spec.ipv6_address = expect(ipam.get("IPv6Address"), str, "IPAMConfig.IPv6Address") or spec.ipv6_address
+        for address in (spec.ipv4_address, spec.ipv6_address):
+            if address:
+                try:
+                    ipaddress.ip_address(address)
+                except ValueError:
+                    raise InvalidParameterError(f"invalid IP address {address!r} in IPAMConfig") from None
 
 
 def _check_bind(bind: str) -> None:
@@ -227,7 +329,11 @@ def _check_resources(spec: CreateSpec, cgroup_limits: bool) -> None:
             continue
         if key == "Memory" and isinstance(value, int) and 0 < value < 6 * 1024 * 1024:
             raise InvalidParameterError("Minimum memory limit allowed is 6MB")
-        if not cgroup_limits:
+        if cgroup_limits and key in RESOURCE_FLAGS:
+            spec.resources[RESOURCE_FLAGS[key]] = value
+        elif cgroup_limits and key == "NanoCpus":
+            spec.resources["cpus"] = value / 1e9
+        else:
             spec.warnings.append(
                 f"Your kernel does not support {key} limits or the cgroup is not "
                 "delegated to this user. Limitation discarded."

@@ -104,7 +104,9 @@ async def test_create_flag_like_name_is_400(client: TestClient) -> None:
     ({"Image": "busybox", "HostConfig": {"Binds": "x"}}, "HostConfig.Binds"),
     ({"Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}, "restart policy"),
     ({"Image": "busybox", "HostConfig": {"PortBindings": {"http": []}}}, "port"),
-    ({"Image": "busybox", "HostConfig": {"VolumesFrom": ["other"]}}, "VolumesFrom"),
+    ({"Image": "busybox", "HostConfig": {"Links": ["other:alias"]}}, "Links"),
+    ({"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "npipe", "Target": "/x"}]}}, "mount type"),
+    ({"Image": "busybox", "HostConfig": {"Bogus": 1}}, "HostConfig.Bogus"),
     ({"Image": 7}, "Image"),
 ])
 async def test_create_bad_field_is_400(client: TestClient, body: dict[str, Any], field: str) -> None:
