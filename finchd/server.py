@@ -15,9 +15,11 @@ from aiohttp import web
 
 from finchd.api.app import make_app
 from finchd.config import Settings
+from finchd.dbus import start_status_bus, stop_status_bus
 from finchd.engine.environment import engine_env, engine_versions
-from finchd.engine.supervisor import ensure_engine
+from finchd.engine.supervisor import engine_running, ensure_engine
 from finchd.nerdctl.containers import Containers
+from finchd.nerdctl.events import Events
 from finchd.nerdctl.images import Images
 from finchd.nerdctl.networks import Networks
 from finchd.nerdctl.runner import Runner
@@ -27,6 +29,7 @@ from finchd.services.containers import ContainerService
 from finchd.services.exec import ExecService
 from finchd.services.images import ImageService
 from finchd.services.records import RecordStore
+from finchd.services.status import StatusMonitor
 from finchd.services.system import SystemService, has_cgroup_limits
 
 log = logging.getLogger(__name__)
@@ -44,13 +47,16 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
     container_service = ContainerService(containers, images,
                                          RecordStore(paths.data / "containers"),
                                          has_cgroup_limits, networks.gateways)
+    system = SystemService(containers, images, settings.namespace, paths.data,
+                           lambda: engine_versions(settings))
     return {
         "containers": container_service,
         "container_admin": ContainerAdmin(container_service),
         "exec": ExecService(container_service),
         "images": ImageService(images, settings.insecure_registries),
-        "system": SystemService(containers, images, settings.namespace, paths.data,
-                                lambda: engine_versions(settings)),
+        "system": system,
+        "status": StatusMonitor(system, Events(runner), settings.namespace,
+                                str(settings.socket_path(paths)), lambda: engine_running(paths)),
     }
 
 
@@ -91,17 +97,20 @@ async def serve(settings: Settings, paths: Paths) -> int:
         await loop.run_in_executor(None, ensure_engine, settings, paths)
     except Exception as exc:  # noqa: BLE001 - the API still answers and reports engine errors
         log.error("the engine is not running: %s", exc)
-    app = make_app(build_services(settings, paths))
+    services = build_services(settings, paths)
+    app = make_app(services)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.SockSite(runner, listener)
     await site.start()
     log.info("serving the Docker API on %s", socket_path)
+    status_bus = await start_status_bus(services)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("stopping")
+    await stop_status_bus(status_bus)
     await runner.cleanup()
     try:
         if socket_path.exists():

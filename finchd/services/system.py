@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,35 @@ CGROUP_V1_WARNING = (
     "cgroups in rootless-mode. Memory, CPU and pids limits and container stats are "
     "not available."
 )
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """A container's id, name (without the leading slash) and Docker status."""
+
+    id: str
+    name: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ContainerCounts:
+    """The container counts of `/info`."""
+
+    running: int
+    paused: int
+    stopped: int
+
+    @classmethod
+    def of(cls, statuses: list[str]) -> ContainerCounts:
+        running = statuses.count("running")
+        paused = statuses.count("paused")
+        return cls(running, paused, len(statuses) - running - paused)
+
+
+def info_warnings() -> list[str]:
+    """Return the `Warnings` of `/info`."""
+    return [] if has_cgroup_limits() else [CGROUP_V1_WARNING]
 
 
 def go_arch() -> str:
@@ -104,19 +134,35 @@ class SystemService:
             "Experimental": False, "BuildTime": "",
         }
 
-    async def info(self) -> dict[str, Any]:
+    async def container_states(self) -> list[ContainerState]:
+        """Return the id, name and status of every container, as `/info` counts them."""
         natives = await self.containers.inspect(await self.containers.list_ids())
-        states = [state_of(native)["Status"] for native in natives]
-        images = {row.get("ID") for row in await self.images.list_rows()}
+        return [
+            ContainerState(
+                str(native.get("Id") or ""),
+                str(native.get("Name") or "").lstrip("/"),
+                state_of(native)["Status"],
+            )
+            for native in natives
+        ]
+
+    async def image_count(self) -> int:
+        """Return the number of distinct image IDs, as `/info` counts them."""
+        return len({row.get("ID") for row in await self.images.list_rows()})
+
+    async def info(self) -> dict[str, Any]:
+        states = [container.status for container in await self.container_states()]
+        counts = ContainerCounts.of(states)
+        images = await self.image_count()
         versions = await self.engine_versions()
         limits = has_cgroup_limits()
-        warnings = [] if limits else [CGROUP_V1_WARNING]
+        warnings = info_warnings()
         return {
             "ID": _engine_id(self.root_dir), "Containers": len(states),
-            "ContainersRunning": states.count("running"),
-            "ContainersPaused": states.count("paused"),
-            "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
-            "Images": len(images), "Driver": "overlayfs",
+            "ContainersRunning": counts.running,
+            "ContainersPaused": counts.paused,
+            "ContainersStopped": counts.stopped,
+            "Images": images, "Driver": "overlayfs",
             "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
             "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none", "macvlan", "ipvlan"],
                         "Authorization": None, "Log": ["json-file", "journald", "none"]},
