@@ -8,10 +8,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from finchd import __version__
 from finchd.errors import FinchdError, InvalidParameterError
@@ -72,6 +73,23 @@ def _check_version(request: web.Request) -> None:
         )
 
 
+def log_fields(request: web.Request, request_id: int) -> dict[str, Any]:
+    """Return the structured log fields of a request: REQUEST_ID, and the container it names.
+
+    A container path names the container by ID or by name as the client sent
+    it, so a hexadecimal reference of 12 or more digits becomes CONTAINER_ID
+    and anything else CONTAINER_NAME.
+    """
+    fields: dict[str, Any] = {"REQUEST_ID": request_id}
+    reference = request.match_info.get("id")
+    if reference and "/containers/" in request.path:
+        if len(reference) >= 12 and all(char in "0123456789abcdef" for char in reference):
+            fields["CONTAINER_ID"] = reference
+        else:
+            fields["CONTAINER_NAME"] = reference
+    return fields
+
+
 @web.middleware
 async def docker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Check the version prefix, map errors to Docker's body and log one line."""
@@ -105,7 +123,7 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, "internal server error; see the finchd log")
     finally:
         log.info("%s %s %d %.1fms", request.method, request.path_qs, status,
-                 (time.monotonic() - started) * 1000, extra={"REQUEST_ID": request_id})
+                 (time.monotonic() - started) * 1000, extra=log_fields(request, request_id))
 
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -114,14 +132,18 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
     response.headers["OSType"] = "linux"
     response.headers["Docker-Experimental"] = "false"
     response.headers["Builder-Version"] = "1"
-    response.headers["Ostype"] = "linux"
 
 
-def make_app(services: dict[str, Any]) -> web.Application:
-    """Build the application around a dict of services (containers, images, system)."""
+def make_app(services: dict[str, Any],
+             outer_middlewares: Sequence[Middleware] = ()) -> web.Application:
+    """Build the application around a dict of services (containers, images, system).
+
+    `outer_middlewares` run before the Docker middleware and so see every request.
+    """
     from finchd.api import containers, exec, images, system
 
-    app = web.Application(middlewares=[docker_middleware], client_max_size=0)
+    app = web.Application(middlewares=[*outer_middlewares, docker_middleware],
+                          client_max_size=0)
     app[SERVICES] = services
     app.on_response_prepare.append(add_headers)
     app.on_startup.append(_resume_health_checks)
