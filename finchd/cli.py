@@ -20,6 +20,8 @@ def parser() -> argparse.ArgumentParser:
                             ("engine", "run the rootless engine: rootlesskit, containerd, buildkitd"),
                             ("check", "check that this machine and user can run rootless containers")):
         add_arguments(commands.add_parser(name, help=help_text))
+    status = commands.add_parser("status", help="print finchd's state, read from the D-Bus session bus")
+    status.add_argument("--json", action="store_true", help="print the status as one JSON document")
     return root
 
 
@@ -30,6 +32,9 @@ def setup_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "status":
+        from finchd.dbus.client import run_status
+        return run_status(args.json)
     try:
         paths = Paths.from_environment()
         settings: Settings = load(args, paths)
