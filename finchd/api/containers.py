@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -52,7 +53,7 @@ async def inspect(request: web.Request) -> web.Response:
 
 async def list_containers(request: web.Request) -> web.Response:
     """GET /containers/json"""
-    result = await _service(request).list(
+    result = await _service(request).list_containers(
         all=flag(request, "all"), limit=integer(request, "limit"),
         size=flag(request, "size"), filters_raw=request.query.get("filters"),
     )
@@ -120,7 +121,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     send_headers_now(response)
     try:
         code = await waiter
-        body = {"StatusCode": code, "Error": None}
+        body: dict[str, Any] = {"StatusCode": code, "Error": None}
     except Exception as exc:  # noqa: BLE001 - reported inside the started response
         message = getattr(exc, "message", None) or str(exc)
         body = {"StatusCode": -1, "Error": {"Message": message}}

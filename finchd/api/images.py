@@ -21,7 +21,7 @@ def _service(request: web.Request) -> ImageService:
 
 async def list_images(request: web.Request) -> web.Response:
     """GET /images/json"""
-    result = await _service(request).list(all=flag(request, "all"),
+    result = await _service(request).list_images(all=flag(request, "all"),
                                           filters_raw=request.query.get("filters"))
     return json_response(result)
 

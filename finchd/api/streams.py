@@ -100,6 +100,6 @@ async def hijack(
     transport = request.transport
     assert transport is not None
     pending = getattr(request.protocol, "_message_tail", b"") or b""
-    connection = HijackedConnection(transport, pending)  # type: ignore[arg-type]
+    connection = HijackedConnection(transport, pending)
     transport.set_protocol(connection)
     return response, connection

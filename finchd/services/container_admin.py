@@ -148,7 +148,7 @@ class ContainerAdmin:
         filters = parse_filters(filters_raw, PRUNE_FILTERS)
         cutoff = _until(filters.get("until", []))
         deleted = []
-        for summary in await self.containers.list(all=True, limit=None, size=False,
+        for summary in await self.containers.list_containers(all=True, limit=None, size=False,
                                                   filters_raw=None):
             if summary["State"] not in ("exited", "created", "dead"):
                 continue

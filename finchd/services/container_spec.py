@@ -319,10 +319,26 @@ def _check_log_config(value: Any) -> None:
         raise InvalidParameterError(f"logging driver {driver!r} is not supported by finchd")
 
 
+RESOURCE_STRINGS = ("CgroupParent", "CpusetCpus", "CpusetMems")
+RESOURCE_LISTS = ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+                  "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "DeviceCgroupRules")
+
+
+def _resource_value(host: dict[str, Any], key: str) -> Any:
+    """Return a resource field after checking its JSON type."""
+    if key in RESOURCE_STRINGS:
+        return expect(host.get(key), str, f"HostConfig.{key}")
+    if key in RESOURCE_LISTS:
+        return expect(host.get(key), list, f"HostConfig.{key}")
+    if key == "OomKillDisable":
+        return expect(host.get(key), bool, f"HostConfig.{key}")
+    return expect(host.get(key), int, f"HostConfig.{key}")
+
+
 def _check_resources(spec: CreateSpec, cgroup_limits: bool) -> None:
     host = spec.host_config
     for key in RESOURCE_FIELDS:
-        value = host.get(key)
+        value = _resource_value(host, key)
         if key in ("PidsLimit", "MemorySwappiness") and value in (0, -1):
             continue
         if is_empty(value):

@@ -218,7 +218,7 @@ def status_text(state: dict[str, Any]) -> str:
         if state["FinishedAt"] == ZERO_TIME:
             return f"Exited ({state['ExitCode']})"
         return f"Exited ({state['ExitCode']}) {human_duration(since(state['FinishedAt']))} ago"
-    return status.capitalize()
+    return str(status).capitalize()
 
 
 def summary_ports(inspect: dict[str, Any]) -> list[dict[str, Any]]:

@@ -111,7 +111,7 @@ class ContainerService:
         record = self.records.load(str(native.get("Id")))
         return inspect_view(native, record, await self._gateways())
 
-    async def list(self, *, all: bool, limit: int | None, size: bool,
+    async def list_containers(self, *, all: bool, limit: int | None, size: bool,
                    filters_raw: str | None) -> list[dict[str, Any]]:
         filters = parse_filters(filters_raw, LIST_FILTERS)
         for status in filters.get("status", []):
@@ -335,7 +335,7 @@ def check_signal(signal: str) -> None:
 
 def _matches(view: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     state = view["State"]
-    checks = {
+    checks: dict[str, Callable[[list[str]], bool]] = {
         "id": lambda values: any(view["Id"].startswith(value) for value in values),
         "name": lambda values: any(_search(value, view["Name"].lstrip("/")) for value in values),
         "label": lambda values: label_matches(view["Config"].get("Labels") or {}, values),

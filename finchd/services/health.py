@@ -48,7 +48,7 @@ def check_healthcheck(value: Any) -> dict[str, Any] | None:
     retries = expect(health.get("Retries"), int, "Healthcheck.Retries")
     if retries is not None and retries < 0:
         raise InvalidParameterError("Retries in Healthcheck cannot be negative")
-    return health
+    return dict(health)
 
 
 def effective_healthcheck(record: dict[str, Any]) -> dict[str, Any] | None:

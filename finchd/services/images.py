@@ -93,7 +93,7 @@ class ImageService:
             raise NoSuchImageError(name)
         return inspect_view(image)
 
-    async def list(self, *, all: bool, filters_raw: str | None) -> list[dict[str, Any]]:
+    async def list_images(self, *, all: bool, filters_raw: str | None) -> list[dict[str, Any]]:
         filters = parse_filters(filters_raw, LIST_FILTERS)
         rows = await self.images.list_rows()
         names = sorted({f"{row['Repository']}:{row['Tag']}" for row in rows
