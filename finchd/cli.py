@@ -1,14 +1,14 @@
-"""The `finchd` command: serve, engine, check."""
+"""The `finchd` command: serve, engine, check, install-units, uninstall-units."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from finchd import __version__
 from finchd.config import ConfigError, Settings, add_arguments, load
+from finchd.journal import setup_logging
 from finchd.paths import Paths
 
 
@@ -22,12 +22,13 @@ def parser() -> argparse.ArgumentParser:
         add_arguments(commands.add_parser(name, help=help_text))
     status = commands.add_parser("status", help="print finchd's state, read from the D-Bus session bus")
     status.add_argument("--json", action="store_true", help="print the status as one JSON document")
+    commands.add_parser("install-units",
+                        help="write finch.socket, finch.service and finch-engine.service "
+                             "to $XDG_CONFIG_HOME/systemd/user for this finchd")
+    commands.add_parser("uninstall-units",
+                        help="stop and disable finch.socket and finch.service and remove "
+                             "the units that install-units wrote")
     return root
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         from finchd.dbus.client import run_status
         return run_status(args.json)
+    if args.command in ("install-units", "uninstall-units"):
+        return manage_units(args.command)
     try:
         paths = Paths.from_environment()
         settings: Settings = load(args, paths)
@@ -48,11 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "engine":
         from finchd.engine.supervisor import run_engine
         return run_engine(settings, paths)
+    from finchd.activation import ActivationError
     from finchd.server import SocketInUseError, serve
     try:
         return asyncio.run(serve(settings, paths))
-    except SocketInUseError as exc:
+    except (SocketInUseError, ActivationError) as exc:
         print(f"finchd: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def manage_units(command: str) -> int:
+    from finchd.units import UnitError, install_units, uninstall_units
+    try:
+        return install_units() if command == "install-units" else uninstall_units()
+    except (UnitError, OSError) as exc:
+        print(f"finchd {command}: {exc}", file=sys.stderr)
+        return 1

@@ -43,7 +43,8 @@ HELP = {
     "rootlesskit": "rootlesskit executable",
     "containerd": "containerd executable",
     "buildkitd": "buildkitd executable",
-    "idle_timeout": "seconds without requests before finchd exits; 0 means never",
+    "idle_timeout": "seconds without requests, streams or attached sessions before finchd "
+                    "exits; 0 means never, otherwise at least 1",
     "insecure_registries": "registry host[:port] reached over plain HTTP (repeatable)",
 }
 
@@ -102,8 +103,11 @@ def _coerce(values: dict[str, Any]) -> Settings:
         raise ConfigError(
             f"invalid log_level {settings.log_level!r}; use one of {', '.join(LOG_LEVELS)}"
         )
-    if settings.idle_timeout < 0:
-        raise ConfigError("idle_timeout must be 0 or more seconds")
+    # finch.service's start limit assumes at least 1 s between idle exits.
+    if settings.idle_timeout < 0 or 0 < settings.idle_timeout < 1:
+        raise ConfigError(
+            f"invalid idle_timeout {settings.idle_timeout:g}: use 0 (never exit) or 1 or more seconds"
+        )
     return settings
 
 

@@ -1,4 +1,4 @@
-"""`finchd serve`: bind the API socket, serve until SIGTERM or SIGINT."""
+"""`finchd serve`: bind or adopt the API socket, serve until a stop signal or idle exit."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from finchd.activation import Notifier, adopt_listen_socket
 from finchd.api.app import make_app
 from finchd.config import Settings
 from finchd.dbus import start_status_bus, stop_status_bus
 from finchd.engine.environment import engine_env, engine_versions
 from finchd.engine.supervisor import engine_running, ensure_engine
+from finchd.lifecycle import Acceptor, ActivityMonitor, Lifecycle, StatusReporter
 from finchd.nerdctl.containers import Containers
 from finchd.nerdctl.events import Events
 from finchd.nerdctl.images import Images
@@ -31,8 +33,12 @@ from finchd.services.images import ImageService
 from finchd.services.records import RecordStore
 from finchd.services.status import StatusMonitor
 from finchd.services.system import SystemService, has_cgroup_limits
+from finchd.units import ENGINE_UNIT, start_engine_unit
 
 log = logging.getLogger(__name__)
+
+# How long requests in flight, streams included, may run on after a stop signal.
+SHUTDOWN_TIMEOUT = 15.0
 
 
 class SocketInUseError(Exception):
@@ -89,32 +95,75 @@ def bind_socket(path: Path) -> socket.socket:
 
 
 async def serve(settings: Settings, paths: Paths) -> int:
-    """Serve the API on the configured socket until a stop signal arrives."""
+    """Serve the API until a stop signal arrives or, with an idle timeout, until idle.
+
+    Under socket activation the listening socket comes from systemd and stays
+    with it after finchd exits; otherwise finchd binds the configured path and
+    removes the socket file at exit.
+    """
+    notifier = Notifier.from_environment()
+    listener = adopt_listen_socket()
+    activated = listener is not None
     socket_path = settings.socket_path(paths)
-    listener = bind_socket(socket_path)
+    if listener is None:
+        listener = bind_socket(socket_path)
+    loop = asyncio.get_running_loop()
+    await start_engine(settings, paths, under_systemd=activated or notifier.enabled)
+    services = build_services(settings, paths)
+    monitor = ActivityMonitor()
+    app = make_app(services, outer_middlewares=[monitor.middleware])
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    assert runner.server is not None
+    acceptor = Acceptor(listener, runner.server, monitor.touch)
+    lifecycle = Lifecycle(acceptor, monitor, notifier, settings.idle_timeout)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lifecycle.stop_requested.set)
+    acceptor.start()
+    where = "the socket passed by systemd" if activated else str(socket_path)
+    log.info("serving the Docker API on %s", where)
+    reporter = StatusReporter(notifier, monitor, lambda: engine_running(paths),
+                              lambda: count_running(services))
+    notifier.ready(await reporter.describe())
+    status_task = asyncio.create_task(reporter.run()) if notifier.enabled else None
+    status_bus = await start_status_bus(services)
+    reason = await lifecycle.run()
+    log.info("stopping (%s)", "idle timeout" if reason == "idle" else "stop signal")
+    if status_task is not None:
+        status_task.cancel()
+    await stop_status_bus(status_bus)
+    await runner.cleanup()
+    listener.close()
+    if not activated:
+        try:
+            if socket_path.exists():
+                socket_path.unlink()
+        except OSError:
+            pass
+    return 0
+
+
+async def count_running(services: dict[str, Any]) -> int:
+    system: SystemService = services["system"]
+    states = await system.container_states()
+    return sum(1 for state in states if state.status == "running")
+
+
+async def start_engine(settings: Settings, paths: Paths, *, under_systemd: bool) -> None:
+    """Start the engine unless it runs; under systemd, as finch-engine.service.
+
+    An engine started from finch.service would live in that unit's cgroup, and
+    stopping the unit would kill every container, so under systemd the user
+    manager starts the engine's own unit. Errors are logged, because the API
+    still answers and reports the engine's absence per request.
+    """
     loop = asyncio.get_running_loop()
     try:
+        if under_systemd and not engine_running(paths):
+            if not await loop.run_in_executor(None, start_engine_unit):
+                log.warning("%s is not installed, so the engine runs inside this service and "
+                            "stops with it; run `finchd install-units`", ENGINE_UNIT)
         await loop.run_in_executor(None, ensure_engine, settings, paths)
     except Exception as exc:  # noqa: BLE001 - the API still answers and reports engine errors
         log.error("the engine is not running: %s", exc)
-    services = build_services(settings, paths)
-    app = make_app(services)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.SockSite(runner, listener)
-    await site.start()
-    log.info("serving the Docker API on %s", socket_path)
-    status_bus = await start_status_bus(services)
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("stopping")
-    await stop_status_bus(status_bus)
-    await runner.cleanup()
-    try:
-        if socket_path.exists():
-            socket_path.unlink()
-    except OSError:
-        pass
-    return 0

@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import finchd
+from finchd.activation import Notifier
 from finchd.config import Settings
 from finchd.engine.process import socket_accepts, terminate_with_parent
 from finchd.engine.configs import toml_value, write_engine_configs, write_file
@@ -211,11 +212,16 @@ def describe_exit(code: int) -> str:
 class Supervisor:
     """Runs rootlesskit, restarts it with backoff when it exits, and stops it on a signal."""
 
-    def __init__(self, settings: Settings, paths: Paths) -> None:
+    def __init__(self, settings: Settings, paths: Paths,
+                 notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.paths = paths
         self.process: subprocess.Popen[bytes] | None = None
         self.stop_signal: int | None = None
+        # READY=1 for finch-engine.service goes out once, when containerd first
+        # accepts connections; later restarts only change the status line.
+        self.notifier = notifier or Notifier(None)
+        self.ready_sent = False
 
     def handle_signal(self, signum: int, _frame: object) -> None:
         if self.stop_signal is None:
@@ -255,6 +261,9 @@ class Supervisor:
                 runtime,
                 delay,
             )
+            self.notifier.status(
+                f"engine exited with {describe_exit(code)}; restarting in {delay:.0f} s"
+            )
             self.sleep(delay)
         return 0
 
@@ -280,9 +289,14 @@ class Supervisor:
         log.info("rootlesskit started (pid %d)", self.process.pid)
         self.record_user_namespace()
         stop_deadline: float | None = None
+        engine_up = False
         while self.process.poll() is None:
             if self.stop_signal is not None and stop_deadline is None:
                 stop_deadline = time.monotonic() + STOP_TIMEOUT
+                self.notifier.stopping("stopping buildkitd, containerd and rootlesskit")
+            if not engine_up and stop_deadline is None and engine_running(self.paths):
+                engine_up = True
+                self.announce_running(self.process.pid)
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 log.warning("rootlesskit (pid %d) still runs; killing it", self.process.pid)
                 self.process.kill()
@@ -292,6 +306,15 @@ class Supervisor:
         code = self.process.returncode
         self.process = None
         return code
+
+    def announce_running(self, rootlesskit_pid: int) -> None:
+        status = f"engine running (rootlesskit pid {rootlesskit_pid})"
+        log.info("containerd accepts connections on %s", self.paths.containerd_socket)
+        if self.ready_sent:
+            self.notifier.status(status)
+        else:
+            self.notifier.ready(status)
+            self.ready_sent = True
 
     def record_user_namespace(self) -> None:
         """Store the user namespace of rootlesskit's child once it writes child_pid."""
@@ -318,17 +341,21 @@ def run_engine(settings: Settings, paths: Paths) -> int:
     Return 0 after a clean stop and EXIT_ALREADY_RUNNING when another
     supervisor already runs the engine of this user.
     """
+    # Taken out of the environment before any child starts, see finchd.activation.
+    notifier = Notifier.from_environment()
     lock = acquire_engine_lock(paths)
     if lock is None:
+        owner = read_engine_pid(paths) or "unknown"
         log.error(
-            "the engine already runs (supervisor pid %s, lock %s)",
-            read_engine_pid(paths) or "unknown",
-            paths.engine_pid_file,
+            "the engine already runs (supervisor pid %s, lock %s)", owner, paths.engine_pid_file
         )
+        # A unit whose engine already runs elsewhere is started and then done,
+        # which finch-engine.service's SuccessExitStatus=3 accepts.
+        notifier.ready(f"the engine already runs under supervisor pid {owner}")
         return EXIT_ALREADY_RUNNING
     try:
         write_engine_configs(settings, paths)
-        return Supervisor(settings, paths).run()
+        return Supervisor(settings, paths, notifier).run()
     finally:
         os.close(lock)
 
