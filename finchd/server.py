@@ -20,12 +20,14 @@ from finchd.dbus import start_status_bus, stop_status_bus
 from finchd.engine.environment import engine_env, engine_versions
 from finchd.engine.supervisor import engine_running, ensure_engine
 from finchd.lifecycle import Acceptor, ActivityMonitor, Lifecycle, StatusReporter
+from finchd.nerdctl.archive import ContainerFiles
 from finchd.nerdctl.containers import Containers
 from finchd.nerdctl.events import Events
 from finchd.nerdctl.images import Images
 from finchd.nerdctl.networks import Networks
 from finchd.nerdctl.runner import Runner
 from finchd.paths import Paths
+from finchd.services.archive import ArchiveService
 from finchd.services.container_admin import ContainerAdmin
 from finchd.services.containers import ContainerService
 from finchd.services.exec import ExecService
@@ -59,6 +61,8 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
         "containers": container_service,
         "container_admin": ContainerAdmin(container_service),
         "exec": ExecService(container_service),
+        "archive": ArchiveService(container_service,
+                                  ContainerFiles(runner, paths, settings.namespace)),
         "images": ImageService(images, settings.insecure_registries),
         "system": system,
         "status": StatusMonitor(system, Events(runner), settings.namespace,

@@ -140,14 +140,14 @@ def make_app(services: dict[str, Any],
 
     `outer_middlewares` run before the Docker middleware and so see every request.
     """
-    from finchd.api import containers, exec, images, system
+    from finchd.api import archive, containers, exec, images, system
 
     app = web.Application(middlewares=[*outer_middlewares, docker_middleware],
                           client_max_size=0)
     app[SERVICES] = services
     app.on_response_prepare.append(add_headers)
     app.on_startup.append(_resume_health_checks)
-    for module in (system, containers, exec, images):
+    for module in (system, containers, exec, images, archive):
         module.add_routes(app.router)
     return app
 
