@@ -30,6 +30,7 @@ from finchd.paths import Paths
 from finchd.services.archive import ArchiveService
 from finchd.services.container_admin import ContainerAdmin
 from finchd.services.containers import ContainerService
+from finchd.services.events import EventService
 from finchd.services.exec import ExecService
 from finchd.services.images import ImageService
 from finchd.services.records import RecordStore
@@ -63,6 +64,7 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
         "exec": ExecService(container_service),
         "archive": ArchiveService(container_service,
                                   ContainerFiles(runner, paths, settings.namespace)),
+        "events": EventService(Events(runner), containers, settings.namespace),
         "images": ImageService(images, settings.insecure_registries),
         "system": system,
         "status": StatusMonitor(system, Events(runner), settings.namespace,
@@ -116,8 +118,10 @@ async def serve(settings: Settings, paths: Paths) -> int:
     services = build_services(settings, paths)
     monitor = ActivityMonitor()
     app = make_app(services, outer_middlewares=[monitor.middleware])
+    # handler_cancellation ends a handler whose client went away, so that a
+    # stream with nothing to send (logs -f, events) does not keep finchd busy.
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+                           shutdown_timeout=SHUTDOWN_TIMEOUT, handler_cancellation=True)
     await runner.setup()
     assert runner.server is not None
     acceptor = Acceptor(listener, runner.server, monitor.touch)

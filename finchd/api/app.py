@@ -118,6 +118,10 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
         # The client went away mid-stream; there is nobody left to answer.
         status = 499
         return web.Response(status=499)
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client disconnects, and on shutdown.
+        status = 499
+        raise
     except Exception:
         log.exception("request %d %s %s failed", request_id, request.method, request.path)
         return error_response(500, "internal server error; see the finchd log")
