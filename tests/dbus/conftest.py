@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from finchd.dbus.names import BUS_NAME
+from finchd.dbus.names import BUS_NAME, INTERFACE_NAME, OBJECT_PATH
 from tests.e2e.conftest import (  # noqa: F401 - fixtures shared with the e2e tests
     BUSYBOX,
     Cleanup,
@@ -179,7 +179,7 @@ class BusFinchd:
                 stderr=subprocess.STDOUT, env=self.bus.env(),
             )
         deadline = time.monotonic() + FINCHD_START_TIMEOUT
-        while not (self.ping() and self.bus.name_has_owner()):
+        while not (self.ping() and self.bus.name_has_owner() and self.state() == "running"):
             if self.process.poll() is not None:
                 raise RuntimeError(
                     f"finchd serve exited with status {self.process.returncode}; "
@@ -188,10 +188,20 @@ class BusFinchd:
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(
-                    f"finchd serve did not own {BUS_NAME} within {FINCHD_START_TIMEOUT} s; "
+                    f"finchd serve did not own {BUS_NAME} in state running within "
+                    f"{FINCHD_START_TIMEOUT} s; "
                     f"its output:\n{tail(self.log_path)}"
                 )
             time.sleep(0.2)
+
+    def state(self) -> str:
+        """Return the State property, or "" while it cannot be read."""
+        result = subprocess.run(
+            ["busctl", f"--address={self.bus.address}", "get-property", BUS_NAME, OBJECT_PATH,
+             INTERFACE_NAME, "State"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+        return result.stdout.strip().removeprefix('s "').removesuffix('"')
 
     def ping(self) -> bool:
         try:
