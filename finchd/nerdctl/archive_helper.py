@@ -180,16 +180,19 @@ def enter_snapshot_root(config: dict[str, Any]) -> None:
     if mount["type"] == "overlay":
         if not writable:
             options = _read_only_overlay_options(options)
-        flags = MS_RDONLY if not writable or config.get("readonly") else 0
-        _mount("overlay", target, "overlay", flags, ",".join(options))
+        _mount("overlay", target, "overlay", 0 if writable else MS_RDONLY, ",".join(options))
     elif mount["type"] == "bind" or "bind" in options or "rbind" in options:
         _mount(mount["source"], target, None, MS_BIND | MS_REC)
-        if not writable or config.get("readonly") or "ro" in options:
+        if not writable or "ro" in options:
             _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     else:
         raise HelperError("failed", f"unsupported snapshot mount type {mount['type']!r}")
     for bind in config.get("binds") or []:
         _mount_bind(target, bind, writable)
+    if writable and config.get("readonly"):
+        # Like runc, create the mount points first and only then make the root
+        # file system read-only.
+        _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     os.chdir(target)
     os.chroot(".")
     os.chdir("/")
