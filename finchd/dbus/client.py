@@ -8,8 +8,9 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from dbus_next import Message, MessageFlag, MessageType
-from dbus_next.aio import MessageBus
+from dbus_next.constants import MessageFlag, MessageType
+from dbus_next.message import Message
+from dbus_next.aio.message_bus import MessageBus
 
 from finchd.dbus.names import BUS_NAME, INTERFACE_NAME, OBJECT_PATH
 from finchd.dbus.service import session_bus_address
@@ -46,7 +47,7 @@ async def read_status(address: str) -> dict[str, Any] | None:
         )
         reply = await asyncio.wait_for(bus.call(call), CALL_TIMEOUT)
     except TimeoutError as exc:
-        raise StatusError(f"{BUS_NAME} did not answer within {CALL_TIMEOUT:.0f} s") from exc
+        raise StatusError(f"{BUS_NAME} did not reply within {CALL_TIMEOUT:.0f} s") from exc
     finally:
         bus.disconnect()
     assert reply is not None
@@ -99,7 +100,7 @@ def json_status(status: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def run_status(as_json: bool) -> int:
-    """Print finchd's status. Exit 0 when finchd answers, 3 when it is not running."""
+    """Print finchd's status. Return 0 when finchd replies, 3 when it is not running."""
     address = session_bus_address()
     try:
         if address is None:

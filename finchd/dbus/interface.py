@@ -1,6 +1,6 @@
 """The io.finchd.Finchd1 interface: read-only status properties, signals, two methods.
 
-This module alone holds the D-Bus signature strings. dbus-next reads them from
+This module alone contains the D-Bus signature strings. dbus-next reads them from
 the annotations, so this module does not use postponed annotations, and mypy
 cannot check those annotations as types.
 """
@@ -14,8 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dbus_next import DBusError, PropertyAccess, SignatureTree
 from dbus_next import introspection as intr
+from dbus_next.constants import PropertyAccess
+from dbus_next.errors import DBusError
+from dbus_next.signature import SignatureTree
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
 from finchd.dbus.names import (
@@ -115,11 +117,16 @@ class FinchdInterface(ServiceInterface):
     def introspect(self) -> intr.Interface:
         """Return the introspection data, with every argument named."""
         data = super().introspect()
-        for member in [*data.signals, *data.methods]:
-            arguments = member.args if isinstance(member, intr.Signal) else member.out_args
-            for argument, name in zip(arguments, ARGUMENT_NAMES.get(member.name, ())):
-                argument.name = name
+        for signal_data in data.signals:
+            self._name_arguments(signal_data.name, signal_data.args)
+        for method_data in data.methods:
+            self._name_arguments(method_data.name, method_data.out_args)
         return data
+
+    @staticmethod
+    def _name_arguments(member: str, arguments: list[intr.Arg]) -> None:
+        for argument, name in zip(arguments, ARGUMENT_NAMES.get(member, ())):
+            argument.name = name
 
     def status_changed(self, status: Status, changed: list[str]) -> None:
         """Store the new snapshot and emit PropertiesChanged for the changed fields."""

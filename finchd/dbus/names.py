@@ -12,7 +12,7 @@ ENGINE_ERROR = ERROR_PREFIX + "EngineUnavailable"
 # finchd is shutting down and dropped the call.
 STOPPING_ERROR = ERROR_PREFIX + "Stopping"
 
-# Longest error message sent on the bus; longer ones are cut.
+# Maximum length of an error message sent on the bus. Longer ones are cut.
 MAX_ERROR_CHARS = 300
 
 

@@ -7,8 +7,9 @@ import logging
 import os
 from pathlib import Path
 
-from dbus_next import Message, MessageType, NameFlag, ReleaseNameReply, RequestNameReply
-from dbus_next.aio import MessageBus
+from dbus_next.constants import MessageType, NameFlag, ReleaseNameReply, RequestNameReply
+from dbus_next.message import Message
+from dbus_next.aio.message_bus import MessageBus
 
 from finchd.dbus.interface import FinchdInterface
 from finchd.dbus.names import BUS_NAME, ERROR_PREFIX, INTERNAL_ERROR, OBJECT_PATH
@@ -56,20 +57,22 @@ class GuardedMessageBus(MessageBus):
     marshalled, an error inside dbus-next.
     """
 
-    def send(self, msg: Message) -> asyncio.Future[None]:
+    def send(self, msg: Message) -> asyncio.Future[None]:  # type: ignore[override]
         if msg.message_type == MessageType.ERROR and self._carries_traceback(msg):
             log.error("replacing a D-Bus error %s with %s: %s", msg.error_name,
                       INTERNAL_ERROR, msg.body[0] if msg.body else "")
             msg = internal_error(msg, "internal error; see finchd's log")
         try:
-            return super().send(msg)
+            future: asyncio.Future[None] = super().send(msg)
+            return future
         except Exception:
             if msg.message_type != MessageType.METHOD_RETURN:
                 raise
             log.exception("cannot marshal the reply to call %s", msg.reply_serial)
             reply = Message(message_type=MessageType.ERROR, reply_serial=msg.reply_serial,
                             destination=msg.destination)
-            return super().send(internal_error(reply, "internal error: invalid reply; see finchd's log"))
+            future = super().send(internal_error(reply, "internal error: invalid reply; see finchd's log"))
+            return future
 
     @staticmethod
     def _carries_traceback(msg: Message) -> bool:

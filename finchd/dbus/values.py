@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dbus_next import Variant
+from dbus_next.signature import Variant
 
 
 def flatten_info(info: dict[str, Any], prefix: str = "") -> dict[str, Variant]:

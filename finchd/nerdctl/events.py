@@ -13,7 +13,7 @@ from finchd.nerdctl.runner import Runner, clean_error
 
 log = logging.getLogger(__name__)
 
-# nerdctl v2.0 prints a blank line after each event; a long line is a bug, not data.
+# Maximum length of one event line. asyncio's default of 64 KiB could cut a large event.
 MAX_LINE_BYTES = 1 << 20
 
 

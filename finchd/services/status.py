@@ -3,7 +3,7 @@
 `StatusMonitor` follows containerd's event stream and recounts containers and
 images after each burst of events, so changes made with nerdctl directly show
 as well as those made through the API. It reports changes to a listener and
-knows nothing of D-Bus.
+does not depend on D-Bus.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ RUNNING = "running"
 DEGRADED = "degraded"
 STOPPING = "stopping"
 
-# Events that arrive within this window are answered by one recount and one
-# batch of container events.
+# Events that arrive within this window lead to one recount and one batch of
+# container events.
 COALESCE_SECONDS = 0.1
-# A burst sends at most this many container events; the rest are dropped and
-# counted in the log, and the counts still come from a full recount.
+# A burst sends at most this many container events. The rest are dropped and
+# counted in the log, but the counts stay exact because they come from a recount.
 MAX_EVENTS_PER_BATCH = 64
 # How often the engine's health is checked while the event stream is open.
 HEALTH_INTERVAL = 1.0
@@ -94,7 +94,7 @@ class ContainerEvent:
 
 
 class StatusListener(Protocol):
-    """Receives every change that StatusMonitor sees."""
+    """Receiver of every change that StatusMonitor detects."""
 
     def status_changed(self, status: Status, changed: list[str]) -> None:
         """Receive the new snapshot and the names of the `Status` fields that changed."""

@@ -139,9 +139,8 @@ def is_properties_changed(name: str, value: Any) -> Callable[[Message], bool]:
 
 
 # NOTE: dbus-next 0.2.3's disconnect() shuts its socket down but never closes
-# it (altdesktop/python-dbus-next issues 112 and 137), so every test connection
-# ends in a ResourceWarning. Only sockets connected to the private test buses
-# under /tmp/fdbus-* are ignored.
+# it, so every test connection ends in a ResourceWarning. Only sockets
+# connected to the private test buses under /tmp/fdbus-* are ignored.
 SOCKET_LEAK_FILTERS = [
     pytest.mark.filterwarnings(
         r"ignore:Exception ignored in. <socket.socket fd=\d+, family=1, type=1, proto=0, "

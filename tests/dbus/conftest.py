@@ -1,7 +1,7 @@
 """Fixtures for D-Bus tests: a private session bus and a finchd that owns its name.
 
 Each session starts its own dbus-daemon, so no test touches the user's real
-session bus. The bus's service folder holds a copy of
+session bus. The bus's service folder contains a copy of
 dbus/io.finchd.Finchd1.service, as a user's session bus would after
 scripts/install-user. Engine tests start one `finchd serve` that sees only that
 bus and share the user's engine with the end-to-end tests.
