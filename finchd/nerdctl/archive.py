@@ -1,4 +1,4 @@
-"""Access to container file systems: the archive helper, snapshot mounts and `nerdctl diff`.
+"""Access to container file systems: the archive helper and snapshot mounts.
 
 The helper (archive_helper.py) runs with nsenter in the user and mount
 namespaces of the rootlesskit child, where it is uid 0 and sees the files of
@@ -261,14 +261,3 @@ class ContainerFiles:
         except OSError as exc:
             raise EngineError(f"cannot run {argv[0]}: {exc.strerror}") from exc
         return HelperProcess(process, operation)
-
-    async def changes(self, container_id: str) -> list[tuple[str, str]]:
-        """Return `nerdctl diff` as (kind letter, path) pairs."""
-        result = await self.runner.run(["container", "diff", "--", container_id], check=False)
-        raise_for_container(result, container_id)
-        changes = []
-        for line in result.stdout.decode(errors="surrogateescape").splitlines():
-            kind, _, path = line.partition(" ")
-            if kind in ("A", "C", "D") and path:
-                changes.append((kind, path))
-        return changes

@@ -7,7 +7,8 @@ owned by the subordinate uids. It imports only the standard library, and
 everything before it calls chroot(2), because the host's Python library is out
 of reach after that.
 
-Every operation first changes its root to the container's root filesystem:
+Every operation but `changes` first changes its root to the container's root
+filesystem:
 
 - a running container: the root of its init process, `/proc/PID/root`, which
   also shows its volumes, bind mounts and tmpfs mounts;
@@ -24,6 +25,8 @@ Operations (OPERATION):
     export  print an empty JSON line, then a tar archive of the whole root
     put     extract the tar archive on stdin (plain, gzip, bzip2 or xz) into
             the path, then print one JSON line
+    changes print an empty JSON line, then a JSON list of [kind, path] pairs
+            that compares the snapshot's upper layer with its lower layers
 
 A failure is one JSON line `{"error": {"kind": KIND, "message": TEXT}}` and
 exit status 1; KIND is not_found, invalid, forbidden, conflict or failed. Once
@@ -672,6 +675,115 @@ def extract_archive(config: dict[str, Any], source: BinaryIO) -> None:
         raise
 
 
+# Changes
+
+
+def _is_deleted_marker(path: str, info: os.stat_result) -> bool:
+    """Return whether an upper-layer entry hides a lower one: a whiteout or an opaque directory."""
+    if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+        return True
+    if stat.S_ISDIR(info.st_mode):
+        for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
+            try:
+                if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _find_in_layers(layers: list[str], path: str) -> os.stat_result | None:
+    for layer in layers:
+        try:
+            return os.lstat(layer + path)
+        except OSError:
+            continue
+    return None
+
+
+def layer_changes(upper: str, lowers: list[str], ignore: set[str]) -> list[tuple[str, str]]:
+    """List the changes of an overlay upper layer against its lower layers.
+
+    The rules are those of Docker's overlay driver: a whiteout or an opaque
+    directory is a deletion, an entry missing from every lower layer is an
+    addition, and a directory whose size, mode and mtime match the lower one
+    is left out unless an entry in it was added or deleted. Paths in ignore
+    (mount points that the runtime creates) are left out, and so is a
+    directory that would be listed only because of them.
+    """
+    changes: list[tuple[str, str]] = []
+    changed_directories: set[str] = set()
+    quiet_parents: set[str] = set()
+
+    def visit(relative: str) -> None:
+        try:
+            names = sorted(os.listdir(upper + relative if relative else upper))
+        except OSError as exc:
+            log(f"skipping the changes in {relative or '/'}: {exc.strerror}")
+            return
+        for name in names:
+            path = f"{relative}/{name}"
+            try:
+                info = os.lstat(upper + path)
+            except OSError:
+                continue
+            record(path, info)
+            if stat.S_ISDIR(info.st_mode):
+                visit(path)
+
+    def record(path: str, info: os.stat_result) -> None:
+        is_dir = stat.S_ISDIR(info.st_mode)
+        if path in ignore:
+            quiet_parents.add(posixpath.dirname(path))
+            return
+        if _is_deleted_marker(upper + path, info):
+            kind = "D"
+        else:
+            kind = "A"
+            lower = _find_in_layers(lowers, path)
+            if lower is not None:
+                if (is_dir and stat.S_ISDIR(lower.st_mode) and lower.st_size == info.st_size
+                        and lower.st_mode == info.st_mode
+                        and int(lower.st_mtime) == int(info.st_mtime)):
+                    return
+                kind = "C"
+        if is_dir:
+            changed_directories.add(path)
+        if kind in ("A", "D"):
+            parent = posixpath.dirname(path)
+            if parent not in changed_directories and parent != "/":
+                changes.append(("C", parent))
+                changed_directories.add(parent)
+        changes.append((kind, path))
+
+    visit("")
+    listed_parents = {posixpath.dirname(path) for _, path in changes}
+    return [
+        (kind, path) for kind, path in changes
+        if not (kind == "C" and path in quiet_parents and path not in listed_parents)
+    ]
+
+
+def overlay_layers(mounts: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """Return the upper directory and the lower directories, top first, of a snapshot."""
+    if len(mounts) != 1:
+        raise HelperError("failed", f"unsupported snapshot with {len(mounts)} mounts")
+    mount = mounts[0]
+    if mount["type"] != "overlay":
+        return mount["source"], []
+    upper = ""
+    lowers: list[str] = []
+    for option in mount.get("options") or []:
+        key, _, value = option.partition("=")
+        if key == "upperdir":
+            upper = value
+        elif key == "lowerdir":
+            lowers = value.split(":")
+    if not upper:
+        raise HelperError("failed", "the snapshot has no upper directory")
+    return upper, lowers
+
+
 # Entry point
 
 
@@ -694,6 +806,8 @@ def _os_error_kind(exc: OSError) -> str:
 
 def enter_root(operation: str, config: dict[str, Any]) -> set[str]:
     root = config["root"]
+    if operation == "changes":
+        return set()
     if "pid" in root and operation != "export":
         return enter_process_root(int(root["pid"]), root.get("upperdir"))
     enter_snapshot_root(root)
@@ -717,6 +831,12 @@ def run(operation: str, config: dict[str, Any]) -> Iterator[None]:
         writer = ArchiveWriter(sys.stdout.buffer, set())
         writer.add_tree("/", "", include_root=False)
         writer.close()
+    elif operation == "changes":
+        upper, lowers = overlay_layers(config["root"]["mounts"])
+        found = layer_changes(upper, lowers, set(config.get("ignore") or []))
+        write_line({})
+        yield
+        sys.stdout.buffer.write(json.dumps(found).encode())
     elif operation == "put":
         extract_archive(config, sys.stdin.buffer)
         write_line({"ok": True})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -24,9 +25,10 @@ log = logging.getLogger(__name__)
 
 CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}
 
-# Files that nerdctl bind-mounts into every container. Docker keeps them in an
-# init layer below the container's own layer, so `docker diff` never lists them.
-RUNTIME_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
+# Files that nerdctl bind-mounts into every container, so runc creates their
+# mount points in the container's layer. Docker keeps them in an init layer
+# below the container's layer, so `docker diff` does not list them.
+RUNTIME_FILES = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
 
 
 @dataclass
@@ -62,6 +64,8 @@ class ArchiveService:
         mounts = await self.files.snapshot_mounts(snapshotter, key)
         state = view.get("State") or {}
         pid = int(state.get("Pid") or 0)
+        if operation == "changes":
+            return Target({"mounts": mounts})
         if state.get("Running") and pid > 0 and operation != "export":
             return Target({"pid": pid, "upperdir": _upperdir(mounts)})
         spec = native.get("Spec") or {}
@@ -141,17 +145,18 @@ class ArchiveService:
 
     async def changes(self, reference: str) -> list[dict[str, Any]]:
         """Return the container's changes relative to its image, as Docker's FilesystemChange."""
-        view = await self.containers.find(reference)
-        kinds: dict[str, int] = {}
-        for kind, path in await self.files.changes(view["Id"]):
-            if path == "/" or (kind == "A" and path in RUNTIME_FILES):
-                continue
-            # nerdctl 2.0 prints a directory created in the container twice, as
-            # added and as modified; Docker lists it once, as added.
-            if path in kinds and kinds[path] == CHANGE_KINDS["A"]:
-                continue
-            kinds[path] = CHANGE_KINDS[kind]
-        return [{"Path": path, "Kind": kind} for path, kind in kinds.items()]
+        target, helper = await self._start(reference, "changes", {"ignore": RUNTIME_FILES})
+        try:
+            _result(await helper.first_line(), reference, "/")
+            body = b"".join([chunk async for chunk in helper.stream()])
+        finally:
+            await helper.close()
+            target.remove_scratch()
+        try:
+            found = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise EngineError(f"cannot parse the archive helper's changes: {exc}") from exc
+        return [{"Path": path, "Kind": CHANGE_KINDS[kind]} for kind, path in found]
 
 
 async def _stream(helper: HelperProcess, target: Target) -> AsyncIterator[bytes]:
