@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # dbus-next's error names that carry a formatted traceback in their message.
 TRACEBACK_ERRORS = ("org.freedesktop.DBus.Error.ServiceError", "org.freedesktop.DBus.Error.InternalError")
 RELEASE_TIMEOUT = 5.0
+# How long finchd waits for its first count before it takes the bus name. A
+# client that started finchd through D-Bus activation then reads real counts.
+FIRST_PASS_TIMEOUT = 10.0
 
 
 def session_bus_address() -> str | None:
@@ -130,6 +133,11 @@ async def start_status_service(
     bus.export(OBJECT_PATH, interface)
     monitor.listener = interface
     monitor.start()
+    try:
+        await asyncio.wait_for(monitor.first_pass.wait(), FIRST_PASS_TIMEOUT)
+    except TimeoutError:
+        log.warning("no container count within %.0f s; taking %s anyway",
+                    FIRST_PASS_TIMEOUT, BUS_NAME)
     try:
         reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
     except Exception as exc:  # noqa: BLE001 - any failure here means no D-Bus

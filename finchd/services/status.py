@@ -147,6 +147,8 @@ class StatusMonitor:
         self._pending: dict[tuple[str, str], None] = {}
         self._images_changed = True
         self._wakeup = asyncio.Event()
+        # Set once the counts are real or the engine was found down.
+        self.first_pass = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -183,6 +185,7 @@ class StatusMonitor:
             self.listener.state_changed(state, old, reason)
 
     def _engine_down(self, reason: str) -> None:
+        self.first_pass.set()
         within_grace = time.monotonic() - self._started < STARTUP_GRACE_SECONDS
         if self.status.state == STARTING and within_grace:
             self._set_state(STARTING, f"waiting for the engine: {reason}")
@@ -215,6 +218,7 @@ class StatusMonitor:
             self._images_changed = True
             await self._recount()
             self._set_state(RUNNING, "the engine is running")
+            self.first_pass.set()
             await self._serve_batches(reader)
         finally:
             reader.cancel()
