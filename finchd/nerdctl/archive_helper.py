@@ -440,10 +440,16 @@ class ArchiveWriter:
                     self.hard_links[key] = member.name
                 member.type = tarfile.REGTYPE
                 member.size = info.st_size
+                # O_NONBLOCK keeps a file that was swapped for a FIFO from
+                # blocking the open, and fstat then rejects it.
                 try:
-                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
                 except OSError as exc:
                     log(f"skipping {path}: {exc.strerror}")
+                    return
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.close(fd)
+                    log(f"skipping {path}: it is no longer a regular file")
                     return
                 fileobj = os.fdopen(fd, "rb")
         elif kind == stat.S_IFDIR:
@@ -672,7 +678,11 @@ def extract_archive(config: dict[str, Any], source: BinaryIO) -> None:
         # (gzip.BadGzipFile, bz2's "Invalid data stream").
         if exc.errno is None:
             raise HelperError("invalid", f"invalid tar archive: {exc}") from None
-        raise
+        # The destination exists, so a missing path here is a failed
+        # extraction rather than a missing destination.
+        kind = "forbidden" if exc.errno == errno.EROFS else "failed"
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise HelperError(kind, f"extracting the archive failed: {where}{exc.strerror}") from None
 
 
 # Changes

@@ -371,6 +371,34 @@ def test_put_conflicts_and_errors(api: ApiClient, stopped: str) -> None:
     assert garbage.status == 400, garbage.body
 
 
+def test_put_failed_extraction_not_200(api: ApiClient, stopped: str) -> None:
+    data = make_tar([("dangling", "symlink", "/does/not/exist"), ("dangling/x", "file", "x")])
+    response = put_archive(api, stopped, "/tmp", data)
+    assert response.status == 500, response.body
+    assert "extracting the archive failed" in response.json()["message"]
+
+
+def test_put_copy_uid_gid(docker: DockerCLI, api: ApiClient, busybox: str,
+                          name: Callable[[str], str]) -> None:
+    container = name("cp-owner")
+    docker.ok("create", "--user", "nobody", "--name", container, busybox, "true")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for file_name in ("kept.txt", "owned.txt"):
+            member = tarfile.TarInfo(file_name)
+            member.uid, member.gid, member.size = 1234, 4321, 1
+            archive.addfile(member, io.BytesIO(b"x"))
+    data = buffer.getvalue()
+    assert put_archive(api, container, "/tmp", data).status == 200
+    kept = api.request("GET", archive_url(container, "/tmp/kept.txt"))
+    member = tarfile.open(fileobj=io.BytesIO(kept.body)).getmembers()[0]
+    assert (member.uid, member.gid) == (1234, 4321)
+    assert put_archive(api, container, "/var", data, copyUIDGID="1").status == 200
+    owned = api.request("GET", archive_url(container, "/var/owned.txt"))
+    member = tarfile.open(fileobj=io.BytesIO(owned.body)).getmembers()[0]
+    assert (member.uid, member.gid) == (65534, 65534)
+
+
 def test_put_read_only_rootfs(docker: DockerCLI, api: ApiClient, busybox: str,
                               name: Callable[[str], str]) -> None:
     container = name("cp-ro")
