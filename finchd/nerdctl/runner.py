@@ -6,8 +6,11 @@ import asyncio
 import logging
 import os
 import shlex
+import shutil
+import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from finchd.errors import EngineError
@@ -51,12 +54,20 @@ def clean_error(text: str) -> str:
 
 
 class Runner:
-    """Start nerdctl with the engine's environment and collect what it prints."""
+    """Start nerdctl with the engine's environment and collect what it prints.
 
-    def __init__(self, executable: str, env_factory: Callable[[], Mapping[str, str]]):
+    Given rootlesskit's state directory, the runner enters the engine's user and
+    mount namespaces with nsenter itself, as rootless nerdctl would do by
+    re-executing itself, which saves one nerdctl start (about 20 ms) per command.
+    """
+
+    def __init__(self, executable: str, env_factory: Callable[[], Mapping[str, str]],
+                 rootlesskit_state: Path | None = None):
         self.executable = executable
         self._env_factory = env_factory
         self._env: dict[str, str] | None = None
+        self._rootlesskit_state = rootlesskit_state
+        self._resolved: tuple[str, str] | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -64,6 +75,12 @@ class Runner:
             env = dict(self._env_factory())
             for name in PRIVATE_VARIABLES:
                 env.pop(name, None)
+            if self._rootlesskit_state is not None:
+                # What rootless nerdctl sets before it enters the namespaces itself.
+                env["ROOTLESSKIT_STATE_DIR"] = str(self._rootlesskit_state)
+                env["ROOTLESSKIT_PARENT_EUID"] = str(os.geteuid())
+                env["ROOTLESSKIT_PARENT_EGID"] = str(os.getegid())
+                env.setdefault("NERDCTL_HOST_GATEWAY_IP", host_gateway_ip())
             self._env = env
         return self._env
 
@@ -90,16 +107,50 @@ class Runner:
         log.debug("starting nerdctl %s", shlex.join(args))
         try:
             # Debug lines on stderr would be mixed into container output (logs, attach).
+            command = [*self._engine_entry(), "--debug=false", *args]
             return await asyncio.create_subprocess_exec(
-                self.executable, "--debug=false", *args, env=self.env, close_fds=True, **kwargs
+                *command, env=self.env, close_fds=True, **kwargs
             )
         except OSError as exc:
             raise EngineError(f"cannot run {self.executable}: {exc.strerror}") from exc
 
+    def _engine_entry(self) -> list[str]:
+        """Return the argv prefix that runs nerdctl inside the engine's namespaces.
 
-def base_environment() -> dict[str, str]:
-    """Return finchd's own environment without service manager variables."""
-    env = dict(os.environ)
-    for name in PRIVATE_VARIABLES:
-        env.pop(name, None)
-    return env
+        Falls back to plain nerdctl, which enters them itself or reports why it
+        cannot, when the engine's child PID is not readable.
+        """
+        if self._rootlesskit_state is None:
+            return [self.executable]
+        try:
+            child_pid = int((self._rootlesskit_state / "child_pid").read_text().strip())
+        except (OSError, ValueError):
+            return [self.executable]
+        if self._resolved is None:
+            search = self.env.get("PATH")
+            nerdctl = shutil.which(self.executable, path=search)
+            nsenter = shutil.which("nsenter", path=search)
+            if nerdctl is None or nsenter is None:
+                return [self.executable]
+            self._resolved = (nsenter, nerdctl)
+        nsenter, nerdctl = self._resolved
+        # No `-r/`: nsenter's chroot into the child's root makes nerdctl's bind mounts
+        # fail with EINVAL, and nerdctl 2.0's own re-execution never applies it.
+        entry = [nsenter, "-w/", "--preserve-credentials", "-m", "-U", f"-t{child_pid}", "-F"]
+        if not (self._rootlesskit_state / "netns").exists():
+            entry.append("-n")
+        return [*entry, nerdctl]
+
+
+def host_gateway_ip() -> str:
+    """Return the host's first non-loopback IPv4 address, as nerdctl's default does."""
+    try:
+        output = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                                capture_output=True, text=True, timeout=5, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for line in output.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            return fields[fields.index("inet") + 1].split("/")[0]
+    return ""
