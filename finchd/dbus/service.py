@@ -92,20 +92,35 @@ class StatusBusService:
         self.bus = bus
         self.monitor = monitor
         self.interface = interface
+        self._watcher = asyncio.create_task(self._watch_connection(), name="dbus-connection")
+
+    async def _watch_connection(self) -> None:
+        try:
+            await self.bus.wait_for_disconnect()
+        except Exception as exc:  # noqa: BLE001 - the API goes on without the bus
+            log.warning("lost the session bus connection (%s); finchd serves the API "
+                        "without D-Bus until it restarts", repr(exc))
+            self.monitor.listener = None
+            await self.monitor.stop()
 
     async def stop(self) -> None:
         """Enter `stopping`, stop the monitor and release the bus name."""
         await self.monitor.stop()
         self.monitor.listener = None
-        if self.bus.connected:
-            try:
-                reply = await asyncio.wait_for(self.bus.release_name(BUS_NAME), RELEASE_TIMEOUT)
-                if reply != ReleaseNameReply.RELEASED:
-                    log.warning("releasing %s returned %s", BUS_NAME, reply.name)
-            except Exception as exc:  # noqa: BLE001 - shutdown goes on without the bus
-                log.warning("releasing %s failed: %s", BUS_NAME, exc)
-            self.bus.unexport(OBJECT_PATH)
-            self.bus.disconnect()
+        if not self.bus.connected:
+            return
+        try:
+            reply = await asyncio.wait_for(self.bus.release_name(BUS_NAME), RELEASE_TIMEOUT)
+            if reply != ReleaseNameReply.RELEASED:
+                log.warning("releasing %s returned %s", BUS_NAME, reply.name)
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on without the bus
+            log.warning("releasing %s failed: %s", BUS_NAME, exc)
+        self.bus.unexport(OBJECT_PATH)
+        self.bus.disconnect()
+        try:
+            await asyncio.wait_for(self._watcher, RELEASE_TIMEOUT)
+        except TimeoutError:
+            log.warning("the session bus connection did not close within %.0f s", RELEASE_TIMEOUT)
         log.info("released %s", BUS_NAME)
 
 

@@ -113,3 +113,23 @@ async def test_polling_does_not_prevent_idle_exit(empty_bus: PrivateBus) -> None
     assert after_exit is None
     assert not empty_bus.name_has_owner()
     assert activation_attempts(empty_bus) == []
+
+
+@pytest.mark.engine
+def test_bus_loss_keeps_api_serving(empty_bus: PrivateBus) -> None:
+    daemon = BusFinchd(empty_bus, Path(tempfile.mkdtemp(prefix="fdl-", dir="/tmp")))
+    try:
+        daemon.start()
+        empty_bus.stop()
+        time.sleep(1)
+        still_serving = daemon.ping()
+        daemon.stop()
+        log = daemon.log_path.read_text(errors="replace")
+    finally:
+        daemon.stop()
+        shutil.rmtree(daemon.folder, ignore_errors=True)
+    assert still_serving
+    assert daemon.process is not None
+    assert daemon.process.returncode == 0
+    assert "lost the session bus connection" in log
+    assert "Future exception was never retrieved" not in log
