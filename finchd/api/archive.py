@@ -56,7 +56,7 @@ async def _send_stream(request: web.Request, response: web.StreamResponse,
             request.transport.abort()
         return response
     finally:
-        # Stops the helper at once when the client went away mid-stream.
+        # Closing the stream stops the helper at once if the client left mid-stream.
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()

@@ -68,7 +68,7 @@ def _protobuf_fields(data: bytes) -> list[tuple[int, bytes | int]]:
         elif wire_type == 5:
             position += 4
         else:
-            raise EngineError(f"cannot decode containerd's reply: wire type {wire_type}")
+            raise EngineError(f"invalid reply from containerd: unknown protobuf wire type {wire_type}")
     return fields
 
 
@@ -77,7 +77,7 @@ def _read_varint(data: bytes, position: int) -> tuple[int, int]:
     shift = 0
     while True:
         if position >= len(data):
-            raise EngineError("cannot decode containerd's reply: truncated varint")
+            raise EngineError("invalid reply from containerd: truncated protobuf varint")
         byte = data[position]
         position += 1
         result |= (byte & 0x7F) << shift
@@ -231,7 +231,8 @@ class ContainerFiles:
         try:
             child_pid = int(child_pid_file.read_text().strip())
         except (OSError, ValueError) as exc:
-            raise EngineError(f"the engine is not running: cannot read {child_pid_file}") from exc
+            raise EngineError(f"the engine is not running: cannot read {child_pid_file}; "
+                "start it with `finchd engine` or restart `finchd serve`") from exc
         nsenter = shutil.which("nsenter", path=self.runner.env.get("PATH")) or "nsenter"
         return [
             nsenter, "--user", "--mount", "--preserve-credentials", f"--target={child_pid}",

@@ -714,10 +714,10 @@ def _find_in_layers(layers: list[str], path: str) -> os.stat_result | None:
 def layer_changes(upper: str, lowers: list[str], ignore: set[str]) -> list[tuple[str, str]]:
     """List the changes of an overlay upper layer against its lower layers.
 
-    The rules are those of Docker's overlay driver: a whiteout or an opaque
-    directory is a deletion, an entry missing from every lower layer is an
-    addition, and a directory whose size, mode and mtime match the lower one
-    is left out unless an entry in it was added or deleted. Paths in ignore
+    The rules are those of Docker's overlay driver. A whiteout or an opaque
+    directory is a deletion, and an entry missing from every lower layer is an
+    addition. A directory whose size, mode and mtime match the lower one is
+    left out unless an entry in it was added or deleted. Paths in ignore
     (mount points that the runtime creates) are left out, and so is a
     directory that would be listed only because of them.
     """

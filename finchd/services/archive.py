@@ -33,7 +33,7 @@ RUNTIME_FILES = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
 
 @dataclass
 class Target:
-    """Where the helper finds a container's files, and what to remove afterwards."""
+    """The root that the helper enters, and the scratch folders to remove afterwards."""
 
     root: dict[str, Any]
     scratch: list[str] = field(default_factory=list)
