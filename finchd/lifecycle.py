@@ -32,6 +32,8 @@ STATUS_INTERVAL = 60.0
 # Delay between a request that may change containers and the status refresh it causes.
 STATUS_DELAY = 1.0
 MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE"})
+# How often a running handler checks that its client is still connected.
+CLIENT_CHECK_INTERVAL = 1.0
 
 
 class Acceptor:
@@ -84,6 +86,25 @@ class Acceptor:
             self.pending -= 1
 
 
+async def cancel_when_client_gone(request: web.Request, handler_task: asyncio.Task[object]) -> None:
+    """Cancel the handler, every CLIENT_CHECK_INTERVAL s, once its connection is lost.
+
+    aiohttp's handler_cancellation cancels the handler once, when the
+    connection is lost. Python 3.11's asyncio.wait_for can swallow that
+    cancellation when its inner future completes at the same moment, and a
+    handler that goes on waiting (for example for a container to exit) would
+    then count as in flight forever and block the idle exit. Hijacked
+    connections (attach) are left alone: aiohttp's protocol no longer sees
+    their transport, so its `transport` stays set.
+    """
+    while True:
+        await asyncio.sleep(CLIENT_CHECK_INTERVAL)
+        if request.protocol.transport is None:
+            log.debug("%s %s: the client is gone, cancelling its handler",
+                      request.method, request.path)
+            handler_task.cancel()
+
+
 class ActivityMonitor:
     """Counts requests in flight and remembers when each connection was last active.
 
@@ -110,9 +131,13 @@ class ActivityMonitor:
         self.requests_started += 1
         self.touch()
         self._connection_activity[request.protocol] = self.last_activity
+        handler_task = asyncio.current_task()
+        assert handler_task is not None
+        watcher = asyncio.create_task(cancel_when_client_gone(request, handler_task))
         try:
             return await handler(request)
         finally:
+            watcher.cancel()
             self.in_flight -= 1
             self.touch()
             self._connection_activity[request.protocol] = self.last_activity
