@@ -41,11 +41,12 @@ def session_bus_address() -> str | None:
     return None
 
 
-def internal_error(reply_to: Message, text: str) -> Message:
+def internal_error(reply: Message, text: str) -> Message:
+    """Return an Internal error that goes where `reply` (an error or method return) goes."""
     return Message(
         message_type=MessageType.ERROR,
-        reply_serial=reply_to.reply_serial,
-        destination=reply_to.destination,
+        reply_serial=reply.reply_serial,
+        destination=reply.destination,
         error_name=INTERNAL_ERROR,
         signature="s",
         body=[text],
@@ -72,9 +73,8 @@ class GuardedMessageBus(MessageBus):
             if msg.message_type != MessageType.METHOD_RETURN:
                 raise
             log.exception("cannot marshal the reply to call %s", msg.reply_serial)
-            reply = Message(message_type=MessageType.ERROR, reply_serial=msg.reply_serial,
-                            destination=msg.destination)
-            future = super().send(internal_error(reply, "internal error: invalid reply; see finchd's log"))
+            error = internal_error(msg, "internal error: invalid reply; see finchd's log")
+            future = super().send(error)
             return future
 
     @staticmethod

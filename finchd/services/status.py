@@ -228,8 +228,7 @@ class StatusMonitor:
                 pass
 
     async def _serve_batches(self, reader: asyncio.Task[None]) -> None:
-        settle_at = time.monotonic() + SUBSCRIBE_SETTLE_SECONDS
-        resync_at = time.monotonic() + RESYNC_INTERVAL
+        next_recount = time.monotonic() + SUBSCRIBE_SETTLE_SECONDS
         while True:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), HEALTH_INTERVAL)
@@ -240,16 +239,14 @@ class StatusMonitor:
                 raise EngineError("the engine's event stream ended")
             if not await self._engine_up():
                 raise EngineError("containerd does not accept connections")
-            now = time.monotonic()
             if self._wakeup.is_set():
                 await asyncio.sleep(COALESCE_SECONDS)
                 self._wakeup.clear()
                 await self._flush()
-            elif now >= settle_at or now >= resync_at:
+            elif time.monotonic() >= next_recount:
                 self._images_changed = True
                 await self._recount()
-                resync_at = now + RESYNC_INTERVAL
-                settle_at = resync_at if now >= settle_at else settle_at
+                next_recount = time.monotonic() + RESYNC_INTERVAL
 
     async def _read_events(self) -> None:
         async for event in self.events.stream():
