@@ -211,7 +211,7 @@ class ContainerFiles:
         return decode_mounts(reply)
 
     def _call(self, method: str, request: bytes) -> bytes:
-        import grpc
+        import grpc  # type: ignore[import-untyped]
 
         target = f"unix://{self.paths.containerd_socket}"
         with grpc.insecure_channel(target) as channel:

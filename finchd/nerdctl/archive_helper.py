@@ -52,7 +52,7 @@ import tarfile
 import zlib  # noqa: F401 - tarfile needs it after chroot
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 CLONE_NEWNS = 0x00020000
 MS_RDONLY = 0x1
@@ -166,13 +166,17 @@ def _unescape_mountinfo(text: str) -> str:
 def enter_snapshot_root(config: dict[str, Any]) -> None:
     """Mount the container's snapshot and bind mounts privately, then change root to it.
 
-    A read-only view stacks the snapshot's upper directory on its lower
-    directories as plain lower layers, so it needs no work directory and never
-    writes to the snapshot. A writable view mounts the snapshot as containerd
-    gives it.
+    The "layers" view (export) stacks the snapshot's upper directory on its
+    lower directories as plain lower layers, read-only, so it needs no work
+    directory and never writes to the snapshot, even while the container runs.
+    Otherwise the snapshot is mounted as containerd returns it, and missing
+    bind mount points are created in it as runc and dockerd do. Then the root
+    is made read-only unless the operation writes and the container's root
+    file system is writable.
     """
     target = config["mountpoint"]
     writable = bool(config.get("writable"))
+    layers_only = config.get("view") == "layers"
     _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     mounts = config["mounts"]
@@ -181,20 +185,17 @@ def enter_snapshot_root(config: dict[str, Any]) -> None:
     mount = mounts[0]
     options = list(mount.get("options") or [])
     if mount["type"] == "overlay":
-        if not writable:
+        if layers_only:
             options = _read_only_overlay_options(options)
-        _mount("overlay", target, "overlay", 0 if writable else MS_RDONLY, ",".join(options))
+        _mount("overlay", target, "overlay", MS_RDONLY if layers_only else 0, ",".join(options))
     elif mount["type"] == "bind" or "bind" in options or "rbind" in options:
         _mount(mount["source"], target, None, MS_BIND | MS_REC)
-        if not writable or "ro" in options:
-            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     else:
         raise HelperError("failed", f"unsupported snapshot mount type {mount['type']!r}")
-    for bind in config.get("binds") or []:
-        _mount_bind(target, bind, writable)
-    if writable and config.get("readonly"):
-        # Like runc, create the mount points first and only then make the root
-        # file system read-only.
+    if not layers_only:
+        for bind in config.get("binds") or []:
+            _mount_bind(target, bind, writable)
+    if not writable or config.get("readonly") or "ro" in options:
         _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     os.chdir(target)
     os.chroot(".")
@@ -225,11 +226,8 @@ def _mount_bind(root: str, bind: dict[str, Any], writable: bool) -> None:
         return
     destination = resolve_in_root(root, bind["destination"],
                                   create="dir" if source_is_dir else "file",
-                                  may_create=writable)
-    if destination is None:
-        # NOTE: a read-only view cannot create a missing mount point, so the
-        # bind mount is left out and its path reads as missing.
-        return
+                                  may_create=True)
+    assert destination is not None
     options = bind.get("options") or []
     _mount(source, destination, None, MS_BIND | (MS_REC if "rbind" in options else 0))
     if "ro" in options or not writable:
@@ -470,7 +468,7 @@ class ArchiveWriter:
             self.tar.addfile(member)
             return
         with fileobj:
-            self.tar.addfile(member, _PaddedReader(fileobj, member.size))  # type: ignore[arg-type]
+            self.tar.addfile(member, _PaddedReader(fileobj, member.size))
 
     def close(self) -> None:
         self.tar.close()
@@ -625,10 +623,11 @@ class Extractor:
                     raise HelperError("invalid", f"invalid symlink {member.name!r} -> {member.linkname!r}")
             os.symlink(member.linkname, path)
         elif member.islnk():
-            target = posixpath.normpath(posixpath.join(self.destination, member.linkname.lstrip("/")))
-            if not self.inside(target):
+            link_target = posixpath.normpath(
+                posixpath.join(self.destination, member.linkname.lstrip("/")))
+            if not self.inside(link_target):
                 raise HelperError("invalid", f"invalid hardlink {member.name!r} -> {member.linkname!r}")
-            os.link(target, path, follow_symlinks=False)
+            os.link(link_target, path, follow_symlinks=False)
         elif member.isfifo():
             os.mkfifo(path, 0o600)
         elif member.ischr() or member.isblk():
@@ -665,7 +664,8 @@ def extract_archive(config: dict[str, Any], source: BinaryIO) -> None:
     extractor = Extractor(destination,
                           no_overwrite_dir_non_dir=bool(config.get("no_overwrite_dir_non_dir")),
                           owner=owner)
-    reader = io.BufferedReader(source, COPY_CHUNK)  # type: ignore[arg-type]
+    reader = source if isinstance(source, io.BufferedReader) else io.BufferedReader(
+        cast(Any, source), COPY_CHUNK)
     if not reader.peek(1):
         return
     try:

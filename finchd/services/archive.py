@@ -72,7 +72,8 @@ class ArchiveService:
         scratch = tempfile.mkdtemp(prefix="root-", dir=self.files.scratch_directory())
         root = {
             "mounts": mounts,
-            "binds": [] if operation == "export" else _binds(spec),
+            "view": "layers" if operation == "export" else "container",
+            "binds": _binds(spec),
             "readonly": bool((spec.get("root") or {}).get("readonly")),
             "writable": operation == "put",
             "mountpoint": scratch,
@@ -96,7 +97,8 @@ class ArchiveService:
         _check_path(path)
         target, helper = await self._start(reference, "stat", {"path": path})
         try:
-            return _result(await helper.first_line(), reference, path)["stat"]
+            stat: dict[str, Any] = _result(await helper.first_line(), reference, path)["stat"]
+            return stat
         finally:
             await helper.close()
             target.remove_scratch()

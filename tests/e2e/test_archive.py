@@ -301,6 +301,18 @@ def test_put_into_volume_of_created(docker: DockerCLI, api: ApiClient, busybox: 
         docker("rm", "-f", "-v", container)
 
 
+def test_cp_into_read_only_volume_of_created(docker: DockerCLI, busybox: str,
+                                            name: Callable[[str], str], tmp_path: Path) -> None:
+    container = name("cp-rovol")
+    (tmp_path / "bound").mkdir()
+    docker.ok("create", "--name", container, "-v", f"{tmp_path / 'bound'}:/ro:ro", busybox, "true")
+    (tmp_path / "file").write_text("x\n")
+    result = docker("cp", str(tmp_path / "file"), f"{container}:/ro/")
+    assert result.returncode != 0
+    assert "mounted volume is marked read-only" in result.stderr
+    assert os.listdir(tmp_path / "bound") == []
+
+
 def test_put_gzip_archive(api: ApiClient, stopped: str) -> None:
     data = gzip.compress(make_tar([("zipped.txt", "file", "gzip\n")]))
     response = put_archive(api, stopped, "/tmp", data)
