@@ -32,6 +32,8 @@ STATUS_INTERVAL = 60.0
 # Delay between a request that may change containers and the status refresh it causes.
 STATUS_DELAY = 1.0
 MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE"})
+# How long counting the running containers for the status line may take.
+COUNT_TIMEOUT = 10.0
 # How often a running handler checks that its client is still connected.
 CLIENT_CHECK_INTERVAL = 1.0
 
@@ -91,9 +93,9 @@ async def cancel_when_client_gone(request: web.Request, handler_task: asyncio.Ta
 
     aiohttp's handler_cancellation cancels the handler once, when the
     connection is lost. Python 3.11's asyncio.wait_for can swallow that
-    cancellation when its inner future completes at the same moment, and a
-    handler that goes on waiting (for example for a container to exit) would
-    then count as in flight forever and block the idle exit. Hijacked
+    cancellation when its inner future completes at the same moment. A handler
+    that then goes on waiting, for example for a container to exit, would count
+    as in flight forever and block the idle exit. Hijacked
     connections (attach) are left alone: aiohttp's protocol no longer sees
     their transport, so its `transport` stays set.
     """
@@ -187,7 +189,7 @@ class StatusReporter:
         if not await loop.run_in_executor(None, self.engine_running):
             return "API ready; engine not running"
         try:
-            running = await self.count_running()
+            running = await asyncio.wait_for(self.count_running(), COUNT_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - the status line must not stop the server
             log.debug("counting running containers failed: %s", exc)
             return "API ready; engine running; containers unknown"

@@ -104,7 +104,7 @@ async def serve(settings: Settings, paths: Paths) -> int:
     """Serve the API until a stop signal arrives or, with an idle timeout, until idle.
 
     Under socket activation the listening socket comes from systemd and stays
-    with it after finchd exits; otherwise finchd binds the configured path and
+    with it after finchd exits. Otherwise finchd binds the configured path and
     removes the socket file at exit.
     """
     notifier = Notifier.from_environment()
@@ -133,8 +133,10 @@ async def serve(settings: Settings, paths: Paths) -> int:
     log.info("serving the Docker API on %s", where)
     reporter = StatusReporter(notifier, monitor, lambda: engine_running(paths),
                               lambda: count_running(services))
-    notifier.ready(await reporter.describe())
-    status_task = asyncio.create_task(reporter.run()) if notifier.enabled else None
+    status_task = None
+    if notifier.enabled:
+        notifier.ready(await reporter.describe())
+        status_task = asyncio.create_task(reporter.run())
     status_bus = await start_status_bus(services)
     reason = await lifecycle.run()
     log.info("stopping (%s)", "idle timeout" if reason == "idle" else "stop signal")
@@ -163,8 +165,8 @@ async def start_engine(settings: Settings, paths: Paths, *, under_systemd: bool)
 
     An engine started from finch.service would live in that unit's cgroup, and
     stopping the unit would kill every container, so under systemd the user
-    manager starts the engine's own unit. Errors are logged, because the API
-    still answers and reports the engine's absence per request.
+    manager starts the engine's own unit. Errors are only logged, because the
+    API keeps serving and reports the missing engine in each failed request.
     """
     loop = asyncio.get_running_loop()
     try:

@@ -46,8 +46,8 @@ def user_manager_state() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    ours = [item for item in items if here in Path(str(item.fspath)).parents]
+    tests_dir = Path(__file__).parent
+    ours = [item for item in items if tests_dir in Path(str(item.fspath)).parents]
     if not ours:
         return
     state = user_manager_state()
