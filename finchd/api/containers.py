@@ -159,6 +159,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
 async def attach(request: web.Request) -> web.StreamResponse:
     """POST /containers/{id}/attach: answers 101 and streams over the raw socket."""
     service = _service(request)
+    # Read every query flag first: after the 101 response no error can reach the client.
+    want_stdin, want_stdout, want_stderr = (flag(request, "stdin"), flag(request, "stdout"),
+                                            flag(request, "stderr"))
+    want_logs, want_stream = flag(request, "logs"), flag(request, "stream")
     view = await service.find(_id(request))
     tty = bool(view["Config"].get("Tty"))
     # Non-TTY output is framed at every version; only the declared type changed in 1.42.
@@ -171,12 +175,11 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
     session = AttachSession(
         write=write,
-        stdin=connection.reader if flag(request, "stdin") else None,
-        stdout=flag(request, "stdout"), stderr=flag(request, "stderr"),
+        stdin=connection.reader if want_stdin else None,
+        stdout=want_stdout, stderr=want_stderr,
     )
     try:
-        await service.attach(view, session, logs=flag(request, "logs"),
-                             stream=flag(request, "stream"))
+        await service.attach(view, session, logs=want_logs, stream=want_stream)
         closed = asyncio.ensure_future(connection.closed.wait())
         done = asyncio.ensure_future(session.done.wait())
         await asyncio.wait({closed, done}, return_when=asyncio.FIRST_COMPLETED)

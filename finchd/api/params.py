@@ -48,3 +48,5 @@ async def json_body(request: web.Request, *, required: bool = True) -> Any:
         raise InvalidParameterError(f"invalid JSON in request body: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise InvalidParameterError("invalid JSON in request body: not UTF-8") from exc
+    except RecursionError as exc:
+        raise InvalidParameterError("invalid JSON in request body: nested too deeply") from exc

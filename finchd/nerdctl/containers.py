@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,6 +11,9 @@ from finchd.nerdctl.runner import Result, Runner
 from finchd.specs import CreateSpec, Mount
 
 NOT_FOUND_MARKERS = ("no such container", "not found")
+# dockerd's default seconds between the stop signal and SIGKILL.
+STOP_TIMEOUT = 10
+STOP_POLL_SECONDS = 0.2
 
 
 def raise_for_container(result: Result, reference: str) -> None:
@@ -174,13 +178,32 @@ class Containers:
         raise_for_container(result, container_id)
 
     async def stop(self, container_id: str, timeout: int | None, signal: str | None) -> None:
+        """Stop a container as `docker stop` does: signal, wait `timeout` s, SIGKILL.
+
+        nerdctl 2.0's `stop` has no --signal flag, so a signal from the request is
+        sent with `kill`, and `stop --time=0` follows once the container exits or
+        the timeout passes: it marks the container as stopped on purpose, which
+        keeps restart policies from starting it again, and kills what is left.
+        """
         args = ["container", "stop"]
+        if signal:
+            await self.kill(container_id, signal)
+            await self._wait_not_running(container_id, STOP_TIMEOUT if timeout is None else timeout)
+            timeout = 0
         if timeout is not None:
             args.append(f"--time={timeout}")
-        if signal:
-            args.append(f"--signal={signal}")
         result = await self.runner.run([*args, "--", container_id], check=False)
         raise_for_container(result, container_id)
+
+    async def _wait_not_running(self, container_id: str, timeout: int) -> None:
+        """Poll until the container stops running; a negative timeout waits forever."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout < 0 else loop.time() + timeout
+        while deadline is None or loop.time() < deadline:
+            natives = await self.inspect([container_id])
+            if not natives or not (natives[0].get("State") or {}).get("Running"):
+                return
+            await asyncio.sleep(STOP_POLL_SECONDS)
 
     async def kill(self, container_id: str, signal: str) -> None:
         result = await self.runner.run(

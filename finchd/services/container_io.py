@@ -48,9 +48,18 @@ class ContainerIO:
         """Yield (stream, bytes) chunks of the container's log."""
         if not stdout and not stderr:
             raise InvalidParameterError("Bad parameters: you must choose at least one stream")
+        since_time = _unix_time(since, "since")
+        until_time = _unix_time(until, "until")
+        tail_lines = _tail(tail)
+        if tail_lines == "0":
+            # nerdctl reads --tail=0 as every line, but Docker's tail=0 means none of
+            # the lines logged so far: only new ones, and those only with follow.
+            if not follow:
+                return
+            tail_lines = None
+            since_time = _rfc3339(datetime.now(timezone.utc))
         args = self.containers.logs_args(container_id, follow=follow, timestamps=timestamps,
-                                         since=_unix_time(since, "since"),
-                                         until=_unix_time(until, "until"), tail=_tail(tail))
+                                         since=since_time, until=until_time, tail=tail_lines)
         process = await self.containers.runner.spawn(args)
         queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
         assert process.stdout is not None and process.stderr is not None
@@ -320,9 +329,14 @@ def _unix_time(value: str | None, name: str) -> str | None:
         seconds_text, _, fraction = value.partition(".")
         seconds = int(seconds_text)
         nanos = int((fraction or "0")[:9].ljust(9, "0"))
-    except ValueError:
+        moment = datetime.fromtimestamp(seconds, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        # OverflowError and OSError come from times beyond what time_t or datetime holds.
         raise InvalidParameterError(f"invalid value for {name}: {value!r}") from None
-    moment = datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=nanos // 1000)
+    return _rfc3339(moment.replace(microsecond=nanos // 1000))
+
+
+def _rfc3339(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 

@@ -10,6 +10,7 @@ from finchd.errors import InvalidParameterError
 from finchd.services.health import check_healthcheck
 from finchd.specs import CreateSpec, Mount, PortBinding
 from finchd.services.validation import (
+    check_signal,
     describe,
     expect,
     is_empty,
@@ -21,6 +22,11 @@ from finchd.services.validation import (
 
 NAME_PATTERN = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+VOLUME_NAME_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+MAC_ADDRESS_PATTERN = re.compile(r"[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}")
+# Options after the second colon of a bind, comma-separated, as dockerd accepts them.
+BIND_OPTIONS = frozenset({"rw", "ro", "z", "Z", "nocopy", "shared", "rshared", "slave",
+                          "rslave", "private", "rprivate"})
 PORT_PATTERN = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?$")
 
 # Resource limits need cgroup controllers. Without them dockerd accepts the request
@@ -71,7 +77,7 @@ CONFIG_FIELDS = (
 
 def check_name(name: str) -> str:
     """Return the name without its leading slash, or raise dockerd's 400."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidParameterError(
             f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
@@ -104,6 +110,7 @@ def _parse_config(spec: CreateSpec) -> None:
     for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",
                 "StdinOnce", "NetworkDisabled", "ArgsEscaped"):
         expect(config.get(key), bool, key)
+    _check_process_settings(config)
     stop_timeout = expect(config.get("StopTimeout"), int, "StopTimeout")
     if stop_timeout is not None and stop_timeout < -1:
         raise InvalidParameterError(f"invalid StopTimeout {stop_timeout}: must be -1 or more")
@@ -156,6 +163,9 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
         string_map(host.get(key), f"HostConfig.{key}")
     for key in ("Runtime", "PidMode", "IpcMode", "UTSMode"):
         expect(host.get(key), str, f"HostConfig.{key}")
+    for extra_host in host.get("ExtraHosts") or []:
+        _check_extra_host(extra_host)
+    _check_ulimits(host.get("Ulimits"))
     shm_size = expect(host.get("ShmSize"), int, "HostConfig.ShmSize")
     if shm_size is not None and shm_size < 0:
         raise InvalidParameterError("SHM size can not be less than 0")
@@ -268,12 +278,68 @@ def _check_bind(bind: str) -> None:
             f"invalid volume specification: '{bind}': invalid mount config for type "
             f'"bind": invalid mount path: \'{parts[1]}\' mount path must be absolute'
         )
-    if parts[0].startswith("-"):
-        raise InvalidParameterError(f"invalid volume specification: '{bind}'")
+    source = parts[0]
+    if not source.startswith("/") and not VOLUME_NAME_PATTERN.fullmatch(source):
+        # nerdctl would take a relative source as a path under finchd's own working
+        # directory and create it there.
+        raise InvalidParameterError(
+            f'create {source}: "{source}" includes invalid characters for a local volume '
+            'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass '
+            "a host directory, use absolute path"
+        )
+    if len(parts) == 3:
+        for option in parts[2].split(","):
+            if option not in BIND_OPTIONS:
+                raise InvalidParameterError(
+                    f"invalid volume specification: '{bind}': invalid mode: {parts[2]}"
+                )
+
+
+def _check_process_settings(config: dict[str, Any]) -> None:
+    working_dir = config.get("WorkingDir")
+    if working_dir and not working_dir.startswith("/"):
+        raise InvalidParameterError(
+            f"the working directory '{working_dir}' is invalid, it needs to be an absolute path"
+        )
+    if config.get("StopSignal"):
+        check_signal(config["StopSignal"])
+    mac_address = config.get("MacAddress")
+    if mac_address and not MAC_ADDRESS_PATTERN.fullmatch(mac_address):
+        raise InvalidParameterError(f"invalid MAC address: '{mac_address}'")
+
+
+def _check_extra_host(entry: str) -> None:
+    """Check one `host:IP` entry; the IP may be `host-gateway`, as with dockerd."""
+    name, separator, address = entry.partition(":")
+    if separator and name and address == "host-gateway":
+        return
+    try:
+        ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        raise InvalidParameterError(f'bad format for add-host: "{entry}"') from None
+    if not name:
+        raise InvalidParameterError(f'bad format for add-host: "{entry}"')
+
+
+def _check_ulimits(value: Any) -> None:
+    """Check Ulimits entries and fill in a missing Soft or Hard with 0, as Go decodes them."""
+    for index, item in enumerate(expect(value, list, "HostConfig.Ulimits") or []):
+        field_name = f"HostConfig.Ulimits[{index}]"
+        ulimit = expect(item, dict, field_name, nullable=False)
+        name = expect(ulimit.get("Name"), str, f"{field_name}.Name")
+        if not name:
+            raise InvalidParameterError(f"invalid ulimit: {field_name}.Name is empty")
+        soft = expect(ulimit.get("Soft"), int, f"{field_name}.Soft") or 0
+        hard = expect(ulimit.get("Hard"), int, f"{field_name}.Hard") or 0
+        if soft > hard:
+            raise InvalidParameterError(
+                f"invalid ulimit {name}: soft limit {soft} is greater than hard limit {hard}"
+            )
+        ulimit["Soft"], ulimit["Hard"] = soft, hard
 
 
 def _parse_port(port: str, field_name: str) -> tuple[str, str]:
-    match = PORT_PATTERN.match(port)
+    match = PORT_PATTERN.fullmatch(port)
     if not match or not 0 < int(match.group(1)) < 65536:
         raise InvalidParameterError(f"invalid port specification in {field_name}: {port!r}")
     return match.group(1) if not match.group(2) else f"{match.group(1)}-{match.group(2)}", match.group(3) or "tcp"

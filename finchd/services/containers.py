@@ -27,6 +27,7 @@ from finchd.services.container_view import inspect_view, summary_view
 from finchd.services.health import HealthMonitor
 from finchd.services.filters import label_matches, parse_filters
 from finchd.services.records import RecordStore
+from finchd.services.validation import check_signal
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ LIST_FILTERS = {"id", "name", "label", "status", "exited", "before", "since", "v
                 "network", "ancestor", "health", "is-task", "publish", "expose"}
 STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
-SIGNAL_PATTERN = re.compile(r"^(SIG)?[A-Z0-9+-]+$|^\d+$")
+# Container IDs, ID prefixes and names. Anything else cannot name a container, and
+# nerdctl would read characters such as "/" as filter syntax.
+REFERENCE_PATTERN = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 POLL_SECONDS = 0.2
 
 
@@ -100,7 +103,7 @@ class ContainerService:
 
     async def find(self, reference: str) -> dict[str, Any]:
         """Resolve an ID, unique ID prefix or name into its inspect view."""
-        if not reference or reference.startswith("-"):
+        if not REFERENCE_PATTERN.fullmatch(reference):
             raise NoSuchContainerError(reference)
         natives = await self.containers.inspect([self._aliases.get(reference, reference)])
         if not natives:
@@ -152,7 +155,8 @@ class ContainerService:
             await self._recreate_with_stdin(view, sessions)
         elif sessions and view["Config"].get("Tty"):
             args = self.containers.attach_start_args(view["Id"])
-            await self.io.start_on_terminal(args, sessions, key=view["Id"])
+            # nerdctl's own errors go to a pipe, not onto the container's terminal.
+            await self.io.start_on_terminal(args, sessions, key=view["Id"], diagnostics=[])
             await self._wait_running(view["Id"])
         else:
             started_at = now_rfc3339()
@@ -326,11 +330,6 @@ class ContainerService:
             except TimeoutError:
                 if not await self.containers.inspect([container_id]):
                     return
-
-
-def check_signal(signal: str) -> None:
-    if not SIGNAL_PATTERN.match(signal.upper()):
-        raise InvalidParameterError(f"Invalid signal: {signal}")
 
 
 def _matches(view: dict[str, Any], filters: dict[str, list[str]]) -> bool:

@@ -15,8 +15,11 @@ from finchd.services.timefmt import unix_seconds
 
 LIST_FILTERS = {"reference", "dangling", "label", "before", "since"}
 TAG_PATTERN = re.compile(r"^[\w][\w.-]{0,127}$")
+# A registry host is dot-separated labels that start and end with a letter or digit,
+# as in Docker's reference grammar, so "../x" is not read as host "..".
 REPOSITORY_PATTERN = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::\d+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -37,12 +40,12 @@ def split_reference(reference: str) -> tuple[str, str]:
 def check_reference(reference: str) -> None:
     """Reject references nerdctl would misread, with Docker's wording."""
     repository, tag = split_reference(reference)
-    if not REPOSITORY_PATTERN.match(repository):
+    if not REPOSITORY_PATTERN.fullmatch(repository):
         raise InvalidParameterError(f"invalid reference format: {reference!r}")
     if tag.startswith("@"):
-        if not DIGEST_PATTERN.match(tag[1:]):
+        if not DIGEST_PATTERN.fullmatch(tag[1:]):
             raise InvalidParameterError(f"invalid reference format: {reference!r}")
-    elif not TAG_PATTERN.match(tag):
+    elif not TAG_PATTERN.fullmatch(tag):
         raise InvalidParameterError(f"invalid reference format: {reference!r}")
 
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import signal
 from typing import Any
 
 from finchd.errors import InvalidParameterError
+
+# Signal names as dockerd's parser (moby/sys/signal) takes them, without "SIG":
+# every Linux signal, and real-time ones as RTMIN+N or RTMAX-N with N up to 15.
+SIGNAL_NAMES = frozenset(
+    item.name.removeprefix("SIG") for item in signal.Signals
+) | {"IOT", "CLD", "POLL"}
+REALTIME_SIGNAL = re.compile(r"^RT(?:MIN\+|MAX-)([1-9]|1[0-5])$")
+MAX_SIGNAL_NUMBER = 64
 
 JSON_TYPE_NAMES = {
     str: "a string",
@@ -97,3 +107,15 @@ def is_empty(value: Any) -> bool:
     if isinstance(value, dict):
         return all(is_empty(item) for item in value.values())
     return False
+
+
+def check_signal(value: str) -> None:
+    """Raise dockerd's 400 unless value is a signal name (with or without SIG) or 1-64."""
+    if value.isdigit():
+        if 1 <= int(value) <= MAX_SIGNAL_NUMBER:
+            return
+    else:
+        name = value.upper().removeprefix("SIG")
+        if name in SIGNAL_NAMES or REALTIME_SIGNAL.match(name):
+            return
+    raise InvalidParameterError(f"Invalid signal: {value}")
