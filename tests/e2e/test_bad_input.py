@@ -311,3 +311,61 @@ def test_create_deeply_nested_body(api: ApiClient) -> None:
 
     assert_client_error(response, 400, "nested too deeply")
     assert_serving(api)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="nerdctl names an image by its manifest digest, not the config digest "
+    "that finchd lists as the image ID",
+)
+def test_image_inspect_by_listed_id(api: ApiClient, busybox: str) -> None:
+    image_id = api.request("GET", f"/v1.43/images/{busybox}/json").json()["Id"]
+
+    full = api.request("GET", f"/v1.43/images/{image_id}/json")
+    short = api.request("GET", f"/v1.43/images/{image_id[7:19]}/json")
+
+    assert full.status == 200, full.body
+    assert short.status == 200, short.body
+
+
+@pytest.mark.xfail(strict=True, reason="the network is only looked up when the container starts")
+def test_create_unknown_network(api: ApiClient, busybox: str, cleanup: Cleanup) -> None:
+    network = unique_name("nonet")
+
+    response = create(api, cleanup, create_body(busybox, HostConfig={"NetworkMode": network}))
+
+    assert_client_error(response, 404, network)
+
+
+@pytest.mark.xfail(strict=True, reason="update does not check the types of resource fields")
+def test_update_resource_wrong_type(
+    api: ApiClient, busybox: str, cleanup: Cleanup
+) -> None:
+    container_id = create(api, cleanup, create_body(busybox)).json()["Id"]
+
+    response = api.request(
+        "POST", f"/v1.43/containers/{container_id}/update", body={"Memory": "lots"}
+    )
+
+    assert_client_error(response, 400, "Memory")
+
+
+@pytest.mark.xfail(strict=True, reason="nerdctl's load error is returned as a 500")
+def test_load_not_a_tar(api: ApiClient) -> None:
+    response = api.request(
+        "POST", "/v1.43/images/load", body=b"not a tar archive",
+        headers={"Content-Type": "application/x-tar"},
+    )
+
+    assert response.status == 400, response.body
+    assert_serving(api)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="a value longer than the kernel's argument limit fails to start nerdctl"
+)
+def test_create_label_too_long(api: ApiClient, busybox: str, cleanup: Cleanup) -> None:
+    response = create(api, cleanup, create_body(busybox, Labels={"big": "x" * 200_000}))
+
+    assert 400 <= response.status < 500, response.body
+    assert_serving(api)
