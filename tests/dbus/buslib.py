@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 import xml.etree.ElementTree as ElementTree
@@ -38,8 +39,11 @@ def interface_shape(xml_text: str) -> list[tuple[str, ...]]:
 
 
 def busctl(address: str, *args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["busctl", f"--address={address}", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    """Run `busctl --user ARGS` with DBUS_SESSION_BUS_ADDRESS set to `address`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DBUS_")}
+    env["DBUS_SESSION_BUS_ADDRESS"] = address
+    return subprocess.run(["busctl", "--user", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, check=False)
 
 
 def gdbus(env: dict[str, str], *args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:

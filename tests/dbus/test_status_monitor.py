@@ -11,7 +11,7 @@ import pytest
 from finchd.errors import EngineError
 from finchd.nerdctl.events import EngineEvent, parse_event
 from finchd.services import status as status_module
-from finchd.services.status import ContainerEvent, Status, StatusMonitor
+from finchd.services.status import ContainerEvent, Status, StatusMonitor, container_action
 from finchd.services.system import ContainerState
 
 NAMESPACE = "default"
@@ -176,6 +176,24 @@ async def test_stop_enters_stopping(harness: Harness) -> None:
     await harness.wait(lambda: harness.monitor.status.state == "running")
     await harness.monitor.stop()
     assert harness.recorder.states[-1] == ("stopping", "running", "finchd is shutting down")
+
+
+@pytest.mark.parametrize(
+    ("topic", "action"),
+    [
+        ("/containers/create", "create"),
+        ("/tasks/start", "start"),
+        ("/tasks/exit", "die"),
+        ("/containers/delete", "destroy"),
+        ("/tasks/paused", "pause"),
+        ("/tasks/resumed", "unpause"),
+        ("/tasks/create", None),
+        ("/tasks/delete", None),
+        ("/snapshot/prepare", None),
+    ],
+)
+def test_container_action_per_topic(topic: str, action: str | None) -> None:
+    assert container_action(EngineEvent(topic, NAMESPACE, "c1", "c1")) == action
 
 
 def test_parse_event_task_and_container_topics() -> None:
