@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -115,7 +116,13 @@ def _convert(name: str, value: Any) -> Any:
     if name == "socket":
         return Path(str(value)).expanduser()
     if name == "idle_timeout":
-        return float(value)
+        if isinstance(value, bool):
+            raise TypeError("expected a number of seconds")
+        seconds = float(value)
+        # NaN compares false with everything, so the idle check would stop at once.
+        if not math.isfinite(seconds):
+            raise ValueError("expected a finite number of seconds")
+        return seconds
     if name == "insecure_registries":
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise TypeError("expected a list of host[:port] strings")
