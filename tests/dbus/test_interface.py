@@ -8,6 +8,7 @@ Python traceback.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
@@ -53,6 +54,7 @@ def private_bus() -> Iterator[PrivateBus]:
     bus = start_private_bus()
     yield bus
     bus.stop()
+    shutil.rmtree(bus.folder, ignore_errors=True)
 
 
 @pytest.fixture
