@@ -49,7 +49,8 @@ class SocketInUseError(Exception):
 
 
 def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
-    runner = Runner(settings.nerdctl, lambda: engine_env(settings, paths))
+    runner = Runner(settings.nerdctl, lambda: engine_env(settings, paths),
+                    paths.rootlesskit_state)
     containers = Containers(runner)
     images = Images(runner)
     networks = Networks(runner)
@@ -62,9 +63,9 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
         "containers": container_service,
         "container_admin": ContainerAdmin(container_service),
         "exec": ExecService(container_service),
+        "events": EventService(Events(runner), containers, settings.namespace),
         "archive": ArchiveService(container_service,
                                   ContainerFiles(runner, paths, settings.namespace)),
-        "events": EventService(Events(runner), containers, settings.namespace),
         "images": ImageService(images, settings.insecure_registries),
         "system": system,
         "status": StatusMonitor(system, Events(runner), settings.namespace,

@@ -67,6 +67,7 @@ class ContainerIO:
             asyncio.ensure_future(_pump(process.stdout, STDOUT if stdout else 0, queue)),
             asyncio.ensure_future(_pump(process.stderr, STDERR if stderr else 0, queue)),
         ]
+        fixer = TimestampFixer() if timestamps else None
         try:
             finished = 0
             while finished < 2:
@@ -74,7 +75,14 @@ class ContainerIO:
                 if item is None:
                     finished += 1
                     continue
-                yield item
+                if fixer is None:
+                    yield item
+                    continue
+                data = fixer.feed(*item)
+                if data:
+                    yield item[0], data
+            for stream, data in fixer.flush() if fixer else []:
+                yield stream, data
         finally:
             for pump in pumps:
                 pump.cancel()
@@ -276,6 +284,41 @@ def strip_nerdctl_messages(data: bytes, messages: list[str]) -> bytes:
 
 async def _collect_messages(reader: asyncio.StreamReader, messages: list[str]) -> None:
     strip_nerdctl_messages(await reader.read(), messages)
+
+
+LOG_TIMESTAMP = re.compile(
+    rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) ", re.M)
+
+
+class TimestampFixer:
+    """Rewrite nerdctl's log timestamps with all nine fraction digits, as dockerd prints them.
+
+    nerdctl uses Go's RFC3339Nano, which drops trailing zeros; dockerd uses a fixed
+    width. Lines are rewritten whole, so each stream keeps its partial last line.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, bytes] = {}
+
+    def feed(self, stream: int, data: bytes) -> bytes:
+        text = self._pending.pop(stream, b"") + data
+        complete, newline, rest = text.rpartition(b"\n")
+        if not newline:
+            self._pending[stream] = text
+            return b""
+        if rest:
+            self._pending[stream] = rest
+        return fix_timestamps(complete + newline)
+
+    def flush(self) -> list[tuple[int, bytes]]:
+        pending, self._pending = self._pending, {}
+        return [(stream, fix_timestamps(data)) for stream, data in pending.items() if data]
+
+
+def fix_timestamps(data: bytes) -> bytes:
+    return LOG_TIMESTAMP.sub(
+        lambda match: match.group(1) + b"." + (match.group(2) or b"").ljust(9, b"0")
+        + match.group(3) + b" ", data)
 
 
 def _take_controlling_terminal() -> None:

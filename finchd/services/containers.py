@@ -39,6 +39,8 @@ WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 # nerdctl would read characters such as "/" as filter syntax.
 REFERENCE_PATTERN = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 POLL_SECONDS = 0.2
+# How long the exit code of a removed container stays known to late waiters.
+EXIT_CODE_KEEP_SECONDS = 60.0
 
 
 class ContainerService:
@@ -57,7 +59,10 @@ class ContainerService:
         self._started: dict[str, asyncio.Event] = {}
         self._removed: dict[str, asyncio.Event] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._exits: dict[str, asyncio.Future[int]] = {}
         self._aliases: dict[str, str] = {}
+        # Containers being re-created for stdin: lookups of the old id wait for the new one.
+        self._replacing: dict[str, asyncio.Future[str]] = {}
 
     async def create(self, body: Any, name: str | None) -> dict[str, Any]:
         spec = parse_create(body, name, self._cgroup_limits())
@@ -105,6 +110,8 @@ class ContainerService:
         """Resolve an ID, unique ID prefix or name into its inspect view."""
         if not REFERENCE_PATTERN.fullmatch(reference):
             raise NoSuchContainerError(reference)
+        if reference in self._replacing:
+            reference = await asyncio.shield(self._replacing[reference])
         natives = await self.containers.inspect([self._aliases.get(reference, reference)])
         if not natives:
             raise NoSuchContainerError(reference)
@@ -177,14 +184,25 @@ class ContainerService:
         body = {**(record.get("Config") or {}), "HostConfig": record.get("HostConfig") or {},
                 "NetworkingConfig": record.get("NetworkingConfig") or {}}
         spec = parse_create(body, view["Name"], self._cgroup_limits())
-        await self.containers.remove(old_id, force=True, volumes=False)
-        with tempfile.TemporaryDirectory(prefix="finchd-run-") as folder:
-            cidfile = Path(folder) / "cid"
-            args = self.containers.run_interactive_args(spec, str(cidfile))
-            new_id = await self.io.run_with_stdin(args, cidfile, sessions)
-        self.records.save(new_id, record)
-        self.records.delete(old_id)
-        self._aliases[old_id] = new_id
+        replacement: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._replacing[old_id] = replacement
+        try:
+            await self.containers.remove(old_id, force=True, volumes=False)
+            with tempfile.TemporaryDirectory(prefix="finchd-run-") as folder:
+                cidfile = Path(folder) / "cid"
+                args = self.containers.run_interactive_args(spec, str(cidfile))
+                new_id = await self.io.run_with_stdin(args, cidfile, sessions)
+            # nerdctl writes the cidfile before containerd knows the container.
+            await self._wait_running(new_id)
+            self.records.save(new_id, record)
+            self.records.delete(old_id)
+            self._aliases[old_id] = new_id
+            replacement.set_result(new_id)
+        except BaseException:
+            replacement.set_result(old_id)
+            raise
+        finally:
+            del self._replacing[old_id]
         view["Id"] = new_id
 
     def resolve_alias(self, container_id: str) -> str:
@@ -227,13 +245,27 @@ class ContainerService:
             self._started.setdefault(started_id, asyncio.Event()).set()
             self._started.pop(started_id, None)
         self.health.watch(container_id)
+        self._exits.pop(container_id, None)
+        self._exit_future(container_id)
         if view["HostConfig"].get("AutoRemove") and container_id not in self._monitors:
             self._monitors[container_id] = asyncio.ensure_future(self._auto_remove(container_id))
 
+    def _exit_future(self, container_id: str) -> asyncio.Future[int]:
+        """Return the one `nerdctl wait` of the container's current run, shared by all waiters.
+
+        It is kept after the container is removed, so that a waiter that comes late to
+        an auto-removed container still gets the exit code.
+        """
+        future = self._exits.get(container_id)
+        if future is None:
+            future = asyncio.ensure_future(self.containers.wait(container_id))
+            self._exits[container_id] = future
+            future.add_done_callback(lambda done: done.exception() if not done.cancelled() else None)
+        return future
+
     async def _auto_remove(self, container_id: str) -> None:
         try:
-            await self.containers.wait(container_id)
-            await asyncio.sleep(0)
+            await asyncio.shield(self._exit_future(container_id))
             await self.remove(container_id, force=True, volumes=True)
         except NoSuchContainerError:
             pass
@@ -276,6 +308,7 @@ class ContainerService:
         await self.containers.remove(view["Id"], force=force, volumes=volumes)
         self.health.forget(view["Id"])
         self.records.delete(view["Id"])
+        asyncio.get_running_loop().call_later(EXIT_CODE_KEEP_SECONDS, self._exits.pop, view["Id"], None)
         event = self._removed.pop(view["Id"], None)
         if event is not None:
             event.set()
@@ -313,8 +346,13 @@ class ContainerService:
                     return
 
     async def _wait_exit(self, container_id: str) -> int:
+        future = self._exits.get(container_id)
+        if future is not None and future.done() and not future.cancelled() \
+                and future.exception() is None and await self.containers.inspect([container_id]):
+            # A finished wait of an earlier run: the container exists again, so wait anew.
+            self._exits.pop(container_id, None)
         try:
-            return await self.containers.wait(container_id)
+            return await asyncio.shield(self._exit_future(container_id))
         except NoSuchContainerError:
             raise
         except EngineError:
