@@ -186,6 +186,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
         closed.cancel()
         done.cancel()
     finally:
+        # Marks the session finished, so whatever feeds it stops too.
+        session.done.set()
         connection.close()
     return response
 

@@ -62,6 +62,12 @@ class Images:
                 rows.append(json.loads(line))
         return rows
 
+    async def tagged_names(self) -> list[str]:
+        """Return every `repository:tag` nerdctl lists, without dangling images."""
+        names = {f"{row['Repository']}:{row['Tag']}" for row in await self.list_rows()
+                 if row.get("Repository") and row.get("Repository") != "<none>"}
+        return sorted(names)
+
     async def tag(self, source: str, target: str) -> None:
         result = await self.runner.run(["image", "tag", "--", source, target], check=False)
         if result.returncode != 0:

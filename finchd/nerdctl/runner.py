@@ -92,7 +92,13 @@ class Runner:
             args,
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         )
-        stdout, stderr = await process.communicate(input)
+        try:
+            stdout, stderr = await process.communicate(input)
+        except asyncio.CancelledError:
+            # The request that needed this command is gone; so is the command.
+            if process.returncode is None:
+                process.kill()
+            raise
         result = Result(tuple(args), process.returncode or 0, stdout, stderr)
         log.debug("nerdctl %s exited %d", shlex.join(args), result.returncode)
         if check and result.returncode != 0:

@@ -143,6 +143,7 @@ class ContainerIO:
         inputs = [asyncio.ensure_future(_forward_input(session.stdin, master))
                   for session in sessions if session.stdin is not None]
         exited = asyncio.ensure_future(process.wait())
+        newlines = NewlineFixer()
         try:
             while True:
                 getter = asyncio.ensure_future(output.get())
@@ -151,15 +152,18 @@ class ContainerIO:
                     data = getter.result()
                     if not data:
                         break
-                    await _broadcast(sessions, STDOUT, data)
+                    await _broadcast(sessions, STDOUT, newlines.feed(data))
                 else:
                     getter.cancel()
                     await asyncio.sleep(0.05)
                     while not output.empty():
                         data = output.get_nowait()
                         if data:
-                            await _broadcast(sessions, STDOUT, data)
+                            await _broadcast(sessions, STDOUT, newlines.feed(data))
                     break
+            tail = newlines.flush()
+            if tail:
+                await _broadcast(sessions, STDOUT, tail)
         finally:
             loop.remove_reader(master)
             for task in inputs:
@@ -180,6 +184,11 @@ class ContainerIO:
         queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
         pumps = [asyncio.ensure_future(_pump(process.stdout, STDOUT, queue)),
                  asyncio.ensure_future(_pump(process.stderr, STDERR, queue))]
+        # When every client has gone, `nerdctl logs --follow` has nobody to follow for.
+        abandoned = asyncio.ensure_future(
+            asyncio.gather(*(session.done.wait() for session in sessions)))
+        abandoned.add_done_callback(
+            lambda _: process.terminate() if process.returncode is None else None)
         try:
             finished = 0
             while finished < 2:
@@ -191,6 +200,7 @@ class ContainerIO:
                 await _broadcast([s for s in sessions if (s.stdout if stream == STDOUT else s.stderr)],
                                  stream, data)
         finally:
+            abandoned.cancel()
             for pump in pumps:
                 pump.cancel()
             if process.returncode is None:
@@ -288,6 +298,28 @@ async def _collect_messages(reader: asyncio.StreamReader, messages: list[str]) -
 
 LOG_TIMESTAMP = re.compile(
     rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) ", re.M)
+
+
+class NewlineFixer:
+    """Undo the second CR that finchd's own pseudo-terminal adds to a container's CRLF.
+
+    The container's terminal already turns "\\n" into "\\r\\n". nerdctl copies that to
+    finchd's terminal, whose output processing (nerdctl leaves `onlcr` on) makes it
+    "\\r\\r\\n". A chunk that ends in CRs keeps them until the next chunk shows what follows.
+    """
+
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = self._carry + data
+        stripped = data.rstrip(b"\r")
+        self._carry = data[len(stripped):]
+        return stripped.replace(b"\r\r\n", b"\r\n")
+
+    def flush(self) -> bytes:
+        carry, self._carry = self._carry, b""
+        return carry
 
 
 class TimestampFixer:

@@ -25,6 +25,7 @@ from finchd.services.container_io import AttachSession, ContainerIO
 from finchd.services.container_spec import parse_create, parse_restart
 from finchd.services.container_view import inspect_view, summary_view
 from finchd.services.health import HealthMonitor
+from finchd.services.images import find_image
 from finchd.services.filters import label_matches, parse_filters
 from finchd.services.records import RecordStore
 from finchd.services.validation import check_signal
@@ -66,9 +67,11 @@ class ContainerService:
 
     async def create(self, body: Any, name: str | None) -> dict[str, Any]:
         spec = parse_create(body, name, self._cgroup_limits())
-        image = await self.images.find(spec.image)
-        if image is None:
+        found = await find_image(self.images, spec.image)
+        if found is None:
             raise NoSuchImageError(spec.image)
+        # Config.Image keeps what the client sent; nerdctl gets a name it knows.
+        spec.image, image = found
         if spec.name and await self.containers.inspect([spec.name]):
             existing = await self.find(spec.name)
             if existing["Name"].lstrip("/") == spec.name:

@@ -23,6 +23,7 @@ REPOSITORY_PATTERN = re.compile(
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+IMAGE_ID_PATTERN = re.compile(r"^(?:sha256:)?([0-9a-f]{1,64})$")
 
 
 def split_reference(reference: str) -> tuple[str, str]:
@@ -81,6 +82,31 @@ def is_loopback_registry(reference: str, insecure: Iterable[str]) -> bool:
         return False
 
 
+async def find_image(images: Images, reference: str) -> tuple[str, dict[str, Any]] | None:
+    """Find an image by name, or by a unique prefix of its ID as Docker lists it.
+
+    Returns a reference nerdctl can use (a name, since nerdctl knows images by the
+    digest of their manifest, not of their config) and the image. Names are tried
+    first, as dockerd does, except for a full 64-digit ID.
+    """
+    match = IMAGE_ID_PATTERN.match(reference)
+    if match is None or len(match.group(1)) < 64:
+        image = await images.find(reference)
+        if image is not None:
+            return reference, image
+    if match is None:
+        return None
+    prefix = "sha256:" + match.group(1)
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for image in await images.inspect(await images.tagged_names()):
+        tags = image.get("RepoTags") or []
+        if tags and str(image.get("Id", "")).startswith(prefix):
+            found.setdefault(image["Id"], (tags[0], image))
+    if len(found) > 1:
+        raise InvalidParameterError(f"multiple images match the ID prefix {reference!r}")
+    return next(iter(found.values()), None)
+
+
 class ImageService:
     """Docker's image semantics on top of nerdctl."""
 
@@ -91,17 +117,22 @@ class ImageService:
     async def inspect(self, name: str) -> dict[str, Any]:
         if not name or name.startswith("-"):
             raise NoSuchImageError(name)
-        image = await self.images.find(name)
-        if image is None:
+        found = await find_image(self.images, name)
+        if found is None:
             raise NoSuchImageError(name)
-        return inspect_view(image)
+        return inspect_view(found[1])
+
+    async def _resolve(self, name: str) -> tuple[str, dict[str, Any]]:
+        if not name or name.startswith("-"):
+            raise NoSuchImageError(name)
+        found = await find_image(self.images, name)
+        if found is None:
+            raise NoSuchImageError(name)
+        return found
 
     async def list_images(self, *, all: bool, filters_raw: str | None) -> list[dict[str, Any]]:
         filters = parse_filters(filters_raw, LIST_FILTERS)
-        rows = await self.images.list_rows()
-        names = sorted({f"{row['Repository']}:{row['Tag']}" for row in rows
-                        if row.get("Repository") and row.get("Repository") != "<none>"})
-        details = await self.images.inspect(names)
+        details = await self.images.inspect(await self.images.tagged_names())
         summaries: dict[str, dict[str, Any]] = {}
         for image in details:
             summary = summaries.setdefault(image["Id"], summary_view(image))
@@ -118,13 +149,24 @@ class ImageService:
             raise InvalidParameterError("repository name must have at least one component")
         target = f"{repo}:{tag or 'latest'}"
         check_reference(target)
-        await self.inspect(name)
-        await self.images.tag(name, target)
+        source, _ = await self._resolve(name)
+        await self.images.tag(source, target)
 
     async def remove(self, name: str, *, force: bool) -> list[dict[str, str]]:
-        image = await self.inspect(name)
+        """Remove a tag, or by ID every tag of the image (more than one needs force)."""
+        source, image = await self._resolve(name)
+        by_id = source != name
+        tags = list(image.get("RepoTags") or [source]) if by_id else [source]
+        if by_id and len(tags) > 1 and not force:
+            raise ConflictError(
+                f"conflict: unable to delete {name} (must be forced) - image is referenced "
+                "in multiple repositories")
         try:
-            return await self.images.remove(name, force=force)
+            removed: list[dict[str, str]] = []
+            # Only the last tag needs force: before it, other tags still name the image.
+            for index, tag in enumerate(tags):
+                removed += await self.images.remove(tag, force=force and index == len(tags) - 1)
+            return _docker_removal_items(removed)
         except ConflictError as exc:
             raise ConflictError(
                 f'conflict: unable to remove repository reference "{name}" (must force) - '
@@ -229,6 +271,27 @@ def _pull_error(reference: str, text: str) -> str:
         repository, tag = split_reference(reference)
         return f"manifest for {short_name(reference)} not found: manifest unknown: {text}"
     return text
+
+
+def _docker_removal_items(items: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Word nerdctl's `Untagged: docker.io/library/x:1@sha256:...` lines as dockerd does.
+
+    dockerd lists the tag and the repository digest separately, in short names, and
+    each deleted digest once.
+    """
+    result: list[dict[str, str]] = []
+    for item in items:
+        for kind, value in item.items():
+            entries = [value]
+            if kind == "Untagged" and "@" in value:
+                name, digest = value.split("@", 1)
+                repository, _ = split_reference(name)
+                entries = [name, f"{repository}@{digest}"]
+            for entry in entries:
+                row = {kind: short_name(entry) if kind == "Untagged" else entry}
+                if row not in result:
+                    result.append(row)
+    return result
 
 
 def summary_view(image: dict[str, Any]) -> dict[str, Any]:
