@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from finchd.engine.supervisor import run_engine
         return run_engine(settings, paths)
     from finchd.activation import ActivationError
-    from finchd.server import SocketInUseError, serve
+    from finchd.server import SocketUnusableError, serve
     try:
         return asyncio.run(serve(settings, paths))
-    except (SocketInUseError, ActivationError) as exc:
+    except (SocketUnusableError, ActivationError) as exc:
         print(f"finchd: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

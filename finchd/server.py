@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 15.0
 
 
-class SocketInUseError(Exception):
-    """Another live finchd already serves the socket path."""
+# sun_path holds 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+class SocketUnusableError(Exception):
+    """The API socket path cannot be used: another finchd serves it, or it cannot be bound."""
 
 
 def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
@@ -74,11 +78,27 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
 
 
 def bind_socket(path: Path) -> socket.socket:
-    """Bind a Unix socket at path with mode 0600, replacing a stale socket file."""
+    """Bind a Unix socket at path with mode 0600, replacing a stale socket file.
+
+    Raises SocketUnusableError with a one-line reason for every path that cannot be used.
+    """
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise SocketUnusableError(
+            f"socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket "
+            "path may have; choose a shorter --socket")
+    try:
+        return _bind_socket(path)
+    except PermissionError as exc:
+        raise SocketUnusableError(f"cannot create the socket {path}: permission denied") from exc
+    except OSError as exc:
+        raise SocketUnusableError(f"cannot create the socket {path}: {exc.strerror}") from exc
+
+
+def _bind_socket(path: Path) -> socket.socket:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise SocketInUseError(f"{path} exists and is not a socket; remove it or choose --socket")
+            raise SocketUnusableError(f"{path} exists and is not a socket; remove it or choose --socket")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(str(path))
@@ -86,7 +106,7 @@ def bind_socket(path: Path) -> socket.socket:
             log.info("removing stale socket %s", path)
             path.unlink()
         else:
-            raise SocketInUseError(f"another finchd is already serving {path}")
+            raise SocketUnusableError(f"another finchd is already serving {path}")
         finally:
             probe.close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
