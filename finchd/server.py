@@ -60,7 +60,8 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
     networks = Networks(runner)
     container_service = ContainerService(containers, images,
                                          RecordStore(paths.data / "containers"),
-                                         has_cgroup_limits, networks.gateways)
+                                         has_cgroup_limits, networks.gateways,
+                                         network_exists=networks.exists)
     system = SystemService(containers, images, settings.namespace, paths.data,
                            lambda: engine_versions(settings))
     return {

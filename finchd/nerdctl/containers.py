@@ -6,7 +6,12 @@ import asyncio
 import json
 from typing import Any
 
-from finchd.errors import ConflictError, EngineError, NoSuchContainerError
+from finchd.errors import (
+    ConflictError,
+    EngineError,
+    InvalidParameterError,
+    NoSuchContainerError,
+)
 from finchd.nerdctl.runner import Result, Runner
 from finchd.specs import CreateSpec, Mount
 
@@ -146,6 +151,10 @@ class Containers:
                     f'Conflict. The container name "/{spec.name}" is already in use. '
                     "You have to remove (or rename) that container to be able to reuse that name."
                 )
+            if "no users found" in text or "no matching entries in passwd" in text:
+                user = spec.config.get("User") or ""
+                raise InvalidParameterError(
+                    f"unable to find user {user}: no matching entries in passwd file")
             raise EngineError(text or "nerdctl create failed")
         return result.stdout.decode().strip().splitlines()[-1]
 

@@ -14,6 +14,10 @@ class Networks:
         self.runner = runner
         self._gateways: dict[str, str] | None = None
 
+    async def exists(self, name: str) -> bool:
+        result = await self.runner.run(["network", "inspect", "--", name], check=False)
+        return result.returncode == 0
+
     async def gateways(self) -> dict[str, str]:
         """Return each network's IPv4 gateway, read once per process."""
         if self._gateways is not None:

@@ -20,6 +20,8 @@ from finchd.services.validation import (
     string_map,
 )
 
+# The kernel's HOST_NAME_MAX: sethostname fails for anything longer.
+MAX_HOSTNAME = 64
 NAME_PATTERN = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 VOLUME_NAME_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
@@ -107,6 +109,10 @@ def _parse_config(spec: CreateSpec) -> None:
     config = spec.config
     for key in ("Hostname", "Domainname", "User", "WorkingDir", "StopSignal", "MacAddress"):
         expect(config.get(key), str, key)
+    hostname = config.get("Hostname") or ""
+    if len(hostname) > MAX_HOSTNAME:
+        raise InvalidParameterError(
+            f"invalid hostname {hostname[:20]}...: longer than {MAX_HOSTNAME} characters")
     for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",
                 "StdinOnce", "NetworkDisabled", "ArgsEscaped"):
         expect(config.get(key), bool, key)

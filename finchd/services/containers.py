@@ -17,6 +17,7 @@ from finchd.errors import (
     InvalidParameterError,
     NoSuchContainerError,
     NoSuchImageError,
+    NotFoundError,
     NotModifiedError,
 )
 from finchd.nerdctl.containers import Containers
@@ -49,7 +50,8 @@ class ContainerService:
 
     def __init__(self, containers: Containers, images: Images, records: RecordStore,
                  cgroup_limits: Callable[[], bool],
-                 gateways: Callable[[], Awaitable[dict[str, str]]]):
+                 gateways: Callable[[], Awaitable[dict[str, str]]],
+                 network_exists: Callable[[str], Awaitable[bool]] | None = None):
         self.containers = containers
         self.io = ContainerIO(containers)
         self.health = HealthMonitor(containers, records)
@@ -57,6 +59,7 @@ class ContainerService:
         self.records = records
         self._cgroup_limits = cgroup_limits
         self._gateways = gateways
+        self._network_exists = network_exists
         self._started: dict[str, asyncio.Event] = {}
         self._removed: dict[str, asyncio.Event] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
@@ -67,6 +70,7 @@ class ContainerService:
 
     async def create(self, body: Any, name: str | None) -> dict[str, Any]:
         spec = parse_create(body, name, self._cgroup_limits())
+        await self._check_network(spec.network)
         found = await find_image(self.images, spec.image)
         if found is None:
             raise NoSuchImageError(spec.image)
@@ -108,6 +112,13 @@ class ContainerService:
         record = self.records.load(container_id)
         record["HostConfig"] = {**(record.get("HostConfig") or {}), **host_config}
         self.records.save(container_id, record)
+
+    async def _check_network(self, network: str) -> None:
+        """Raise dockerd's 404 for a network that does not exist, before creating anything."""
+        if network in ("bridge", "host", "none") or network.startswith("container:"):
+            return
+        if self._network_exists is not None and not await self._network_exists(network):
+            raise NotFoundError(f"network {network} not found")
 
     async def find(self, reference: str) -> dict[str, Any]:
         """Resolve an ID, unique ID prefix or name into its inspect view."""
