@@ -19,6 +19,7 @@ from pathlib import Path
 from finchd.config import Settings
 from finchd.engine.environment import (
     CNI_PLUGIN_DIR,
+    PACKAGED_ENGINE_DIR,
     UNKNOWN_VERSION,
     ExecutableNotFoundError,
     base_path,
@@ -263,8 +264,15 @@ def version_tuple(version: str) -> tuple[int, ...]:
 MIN_VERSIONS = {"rootlesskit": (2, 0), "containerd": (1, 7), "nerdctl": (2, 0)}
 
 
+def install_fix() -> str:
+    """Return the command that installs missing engine executables."""
+    if os.path.isdir(PACKAGED_ENGINE_DIR):
+        return "sudo apt-get install --reinstall finchd (or: sudo dnf reinstall finchd)"
+    return "sudo scripts/install-deps"
+
+
 def check_executables(settings: Settings) -> Iterator[Result]:
-    fix = "sudo scripts/install-deps"
+    fix = install_fix()
     versions = engine_versions(settings)
     required = {
         "rootlesskit": settings.rootlesskit,

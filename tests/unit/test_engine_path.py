@@ -1,4 +1,4 @@
-"""The engine's PATH: configured folders, the packaged engine folder, system folders."""
+"""Where engine executables are found, and what `finchd check` suggests when they are not."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from finchd import check
 from finchd.config import Settings
 from finchd.engine import environment
 
@@ -37,3 +38,10 @@ def test_base_path_configured_folder_first(
     folders = environment.base_path(settings).split(":")
     assert folders[0] == str(tmp_path / "custom")
     assert folders[1] == str(packaged)
+
+
+def test_check_fix_names_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(check, "PACKAGED_ENGINE_DIR", str(tmp_path))
+    assert "--reinstall finchd" in check.install_fix()
+    monkeypatch.setattr(check, "PACKAGED_ENGINE_DIR", str(tmp_path / "missing"))
+    assert check.install_fix() == "sudo scripts/install-deps"
