@@ -47,7 +47,6 @@ def common_files(subcommands: list[str]) -> set[str]:
         "usr/lib/finchd/python/xdg_base_dirs/__init__.py",
         DBUS_SERVICE,
         DBUS_INTERFACE,
-        "usr/share/doc/finchd/README.md",
     }
     files |= {f"usr/libexec/finchd/bin/{name}" for name in ENGINE_BINARIES}
     files |= {f"usr/lib/systemd/user/{unit}" for unit in USER_UNITS}
@@ -78,6 +77,9 @@ def test_deb_lists_expected_files(deb_files: set[str], subcommands: list[str]) -
     assert not missing, f"dpkg -c lacks {missing}"
     for name in ("usr/share/doc/finchd/copyright", "usr/share/doc/finchd/changelog.gz"):
         assert name in deb_files
+    # dh_compress compresses documents larger than 4 KiB.
+    readme = {"usr/share/doc/finchd/README.md", "usr/share/doc/finchd/README.md.gz"}
+    assert readme & deb_files, "the deb has no README"
 
 
 def test_deb_files_stay_in_usr(deb_files: set[str]) -> None:
@@ -123,6 +125,7 @@ def test_rpm_lists_expected_files(rpm_path: Path, subcommands: list[str]) -> Non
     missing = sorted(common_files(subcommands) - rpm_files)
     assert not missing, f"rpm -qlp lacks {missing}"
     assert "usr/share/licenses/finchd/copyright" in rpm_files
+    assert "usr/share/doc/finchd/README.md" in rpm_files
 
 
 def test_rpm_matches_deb_contents(rpm_path: Path, deb_files: set[str]) -> None:
