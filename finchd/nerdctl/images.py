@@ -8,9 +8,12 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from finchd.errors import ConflictError, EngineError, NoSuchImageError
+from finchd.errors import ConflictError, EngineError, InvalidParameterError, NoSuchImageError
 from finchd.nerdctl.runner import Runner, clean_error
 
+# nerdctl's messages for a body that is not a complete image archive.
+ARCHIVE_ERRORS = ("unexpected EOF", "no image was built", "archive/tar", "invalid tar",
+                  "unrecognized image format", "manifest.json")
 LOADED_PATTERN = re.compile(r"^Loaded image: (.+)$")
 REMOVED_PATTERN = re.compile(r"^(Untagged|Deleted): (.+)$")
 # nerdctl pull progress, one line per blob: `layer-sha256:abcd...: downloading |++| 1.0 MiB/2.0 MiB`
@@ -108,7 +111,10 @@ class Images:
         stdout, stderr = await stdout_task, await stderr_task
         await process.wait()
         if process.returncode != 0:
-            raise EngineError(clean_error(stderr.decode(errors="replace")) or "image load failed")
+            text = clean_error(stderr.decode(errors="replace")) or "image load failed"
+            if any(marker in text for marker in ARCHIVE_ERRORS):
+                raise InvalidParameterError(f"invalid image archive: {text}")
+            raise EngineError(text)
         names = []
         for line in stdout.decode().splitlines():
             match = LOADED_PATTERN.match(line.strip())

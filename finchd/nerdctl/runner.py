@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finchd.errors import EngineError
+from finchd.errors import EngineError, InvalidParameterError
 
 log = logging.getLogger(__name__)
+
+# Linux's MAX_ARG_STRLEN: execve fails for a longer single argument.
+MAX_ARGUMENT_BYTES = 131072
 
 # Variables that belong to finchd's own service manager session, never to a child.
 PRIVATE_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
@@ -107,6 +110,12 @@ class Runner:
 
     async def spawn(self, args: Sequence[str], **kwargs: Any) -> asyncio.subprocess.Process:
         """Start `nerdctl ARGS` and return the process. Pipes default to PIPE."""
+        for arg in args:
+            if len(arg.encode()) >= MAX_ARGUMENT_BYTES:
+                flag = arg.split("=", 1)[0] if arg.startswith("--") else "an argument"
+                raise InvalidParameterError(
+                    f"value of {flag} is {len(arg.encode())} bytes long; nerdctl takes at most "
+                    f"{MAX_ARGUMENT_BYTES - 1} bytes in one argument")
         kwargs.setdefault("stdin", asyncio.subprocess.DEVNULL)
         kwargs.setdefault("stdout", asyncio.subprocess.PIPE)
         kwargs.setdefault("stderr", asyncio.subprocess.PIPE)

@@ -11,7 +11,7 @@ from typing import Any
 
 from finchd.errors import ConflictError, EngineError, InvalidParameterError
 from finchd.services import procfs
-from finchd.services.container_spec import RESOURCE_FIELDS, check_name
+from finchd.services.container_spec import RESOURCE_FIELDS, check_name, resource_value
 from finchd.services.containers import ContainerService
 from finchd.services.filters import label_matches, parse_filters
 from finchd.services.system import has_cgroup_limits, mem_total
@@ -126,6 +126,7 @@ class ContainerAdmin:
         view = await self.containers.find(reference)
         warnings = []
         for key in RESOURCE_FIELDS:
+            resource_value(body, key)
             if key in body and body[key] not in (None, 0, "", [], False, -1):
                 warnings.append(
                     f"Your kernel does not support {key} limits or the cgroup is not "

@@ -396,7 +396,7 @@ RESOURCE_LISTS = ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBp
                   "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "DeviceCgroupRules")
 
 
-def _resource_value(host: dict[str, Any], key: str) -> Any:
+def resource_value(host: dict[str, Any], key: str) -> Any:
     """Return a resource field after checking its JSON type."""
     if key in RESOURCE_STRINGS:
         return expect(host.get(key), str, f"HostConfig.{key}")
@@ -410,7 +410,7 @@ def _resource_value(host: dict[str, Any], key: str) -> Any:
 def _check_resources(spec: CreateSpec, cgroup_limits: bool) -> None:
     host = spec.host_config
     for key in RESOURCE_FIELDS:
-        value = _resource_value(host, key)
+        value = resource_value(host, key)
         if key in ("PidsLimit", "MemorySwappiness") and value in (0, -1):
             continue
         if is_empty(value):
