@@ -22,6 +22,7 @@ from finchd.api.streams import (
 from finchd.errors import InvalidParameterError
 from finchd.services.container_admin import ContainerAdmin
 from finchd.services.container_io import AttachSession
+from finchd.services.container_spec import check_platform
 from finchd.services.containers import ContainerService
 
 
@@ -38,6 +39,7 @@ async def create(request: web.Request) -> web.Response:
     """POST /containers/create"""
     body = await json_body(request)
     name = request.query.get("name")
+    check_platform(request.query.get("platform"))
     result = await _service(request).create(body, name)
     return json_response(result, status=201)
 

@@ -11,6 +11,7 @@ from finchd.api.app import SERVICES, json_response, route
 from finchd.api.params import flag
 from finchd.api.streams import json_lines, write_json
 from finchd.errors import FinchdError, InvalidParameterError, UnsupportedError
+from finchd.services.container_spec import check_platform
 from finchd.services.images import ImageService
 
 
@@ -60,6 +61,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     if request.query.get("fromSrc"):
         raise UnsupportedError("importing images with fromSrc is not supported by finchd")
     _check_auth_header(request)
+    check_platform(request.query.get("platform"))
     messages = await _service(request).pull(request.query.get("fromImage", ""),
                                             request.query.get("tag"))
     first = await anext(messages)

@@ -36,7 +36,15 @@ def integer(request: web.Request, name: str, default: int | None = None) -> int 
 
 
 async def json_body(request: web.Request, *, required: bool = True) -> Any:
-    """Read a JSON request body (chunked or not) and return it decoded."""
+    """Read a JSON request body (chunked or not) and return it decoded.
+
+    A Content-Type other than JSON is a 400, as with dockerd. A missing one is
+    accepted, because some clients send JSON without saying so.
+    """
+    content_type = request.headers.get("Content-Type", "")
+    if content_type and request.content_type != "application/json":
+        raise InvalidParameterError(
+            f"unsupported Content-Type header ({content_type}): must be 'application/json'")
     raw = await request.read()
     if not raw.strip():
         if required:

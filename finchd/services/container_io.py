@@ -416,7 +416,7 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def _tail(value: str | None) -> str | None:
-    if value is None or value in ("", "all"):
+    if value is None or value in ("", "all", "-1"):
         return None
     if not value.isdigit():
         raise InvalidParameterError(f"invalid value for tail: {value!r}")

@@ -167,6 +167,7 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
         strict_string_list(host.get(key), f"HostConfig.{key}")
     for key in ("Tmpfs", "Sysctls", "Annotations"):
         string_map(host.get(key), f"HostConfig.{key}")
+    _check_host_values(host)
     for key in ("Runtime", "PidMode", "IpcMode", "UTSMode"):
         expect(host.get(key), str, f"HostConfig.{key}")
     for extra_host in host.get("ExtraHosts") or []:
@@ -195,6 +196,33 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
         if key in UNSUPPORTED_HOST_FIELDS:
             raise InvalidParameterError(f"HostConfig.{key} is not supported by finchd")
         raise InvalidParameterError(f"unknown field HostConfig.{key}")
+
+
+CAPABILITY_PATTERN = re.compile(r"(?i)(CAP_)?[A-Z_]+|ALL")
+
+
+def _check_host_values(host: dict[str, Any]) -> None:
+    """Check the values of list and map fields whose types are already checked."""
+    for server in host.get("Dns") or []:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise InvalidParameterError(f"{server} is not an ip address") from None
+    for key in ("CapAdd", "CapDrop"):
+        for capability in host.get(key) or []:
+            if not CAPABILITY_PATTERN.fullmatch(capability):
+                raise InvalidParameterError(f"unknown capability: {capability!r} in HostConfig.{key}")
+    for path in host.get("Tmpfs") or {}:
+        if not path.startswith("/"):
+            raise InvalidParameterError(
+                f"invalid mount config for type \"tmpfs\": invalid mount path: '{path}' "
+                "mount path must be absolute")
+
+
+def check_platform(platform: str | None) -> None:
+    """Accept an empty platform or linux[/arch[/variant]]; finchd runs Linux images only."""
+    if platform and not re.fullmatch(r"linux(/[a-z0-9_]+){0,2}", platform):
+        raise InvalidParameterError(f"invalid platform {platform!r}: expected linux[/arch[/variant]]")
 
 
 def _check_namespaces(host: dict[str, Any]) -> None:

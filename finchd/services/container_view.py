@@ -9,7 +9,7 @@ from finchd.services.health import effective_healthcheck
 from finchd.services.timefmt import ZERO_TIME, human_duration, since, unix_seconds
 
 NETWORKS_LABEL = "nerdctl/networks"
-NERDCTL_LABEL_PREFIXES = ("nerdctl/", "io.containerd.")
+NERDCTL_LABEL_PREFIXES = ("nerdctl/", "io.containerd.", "containerd.io/")
 
 HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
@@ -147,6 +147,11 @@ def config_of(native: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
             config[key] = sent[key]
     if sent.get("Hostname"):
         config["Hostname"] = sent["Hostname"]
+    # dockerd shows no volumes as null and leaves out ExposedPorts when there are none.
+    if not config.get("Volumes"):
+        config["Volumes"] = None
+    if not config.get("ExposedPorts"):
+        config.pop("ExposedPorts", None)
     return config
 
 

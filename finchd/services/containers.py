@@ -138,9 +138,7 @@ class ContainerService:
     async def list_containers(self, *, all: bool, limit: int | None, size: bool,
                    filters_raw: str | None) -> list[dict[str, Any]]:
         filters = parse_filters(filters_raw, LIST_FILTERS)
-        for status in filters.get("status", []):
-            if status not in STATUSES:
-                raise InvalidParameterError(f"invalid filter 'status={status}'")
+        _check_filter_values(filters)
         natives = await self.containers.inspect(await self.containers.list_ids())
         views = [await self._view(native) for native in natives]
         views.sort(key=lambda view: view["Created"], reverse=True)
@@ -407,6 +405,21 @@ def _matches(view: dict[str, Any], filters: dict[str, list[str]]) -> bool:
         if check is not None and values and not check(values):
             return False
     return True
+
+
+HEALTH_STATES = {"starting", "healthy", "unhealthy", "none"}
+
+
+def _check_filter_values(filters: dict[str, list[str]]) -> None:
+    """Reject filter values dockerd rejects, naming the filter."""
+    for key, allowed in (("status", STATUSES), ("health", HEALTH_STATES),
+                         ("is-task", {"true", "false"})):
+        for value in filters.get(key, []):
+            if value not in allowed:
+                raise InvalidParameterError(f"invalid filter '{key}={value}'")
+    for value in filters.get("exited", []):
+        if not re.fullmatch(r"-?\d+", value):
+            raise InvalidParameterError(f"invalid filter 'exited={value}'")
 
 
 def _port_matches(view: dict[str, Any], value: str, *, published: bool) -> bool:

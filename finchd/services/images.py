@@ -132,6 +132,9 @@ class ImageService:
 
     async def list_images(self, *, all: bool, filters_raw: str | None) -> list[dict[str, Any]]:
         filters = parse_filters(filters_raw, LIST_FILTERS)
+        for value in filters.get("dangling", []):
+            if value not in ("true", "false", "1", "0"):
+                raise InvalidParameterError(f"invalid filter 'dangling={value}'")
         details = await self.images.inspect(await self.images.tagged_names())
         summaries: dict[str, dict[str, Any]] = {}
         for image in details:

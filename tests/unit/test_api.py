@@ -108,6 +108,9 @@ async def test_create_flag_like_name_is_400(client: TestClient) -> None:
     ({"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "npipe", "Target": "/x"}]}}, "mount type"),
     ({"Image": "busybox", "HostConfig": {"Bogus": 1}}, "HostConfig.Bogus"),
     ({"Image": 7}, "Image"),
+    ({"Image": "busybox", "HostConfig": {"Dns": ["notip"]}}, "not an ip address"),
+    ({"Image": "busybox", "HostConfig": {"CapAdd": ["--x"]}}, "capability"),
+    ({"Image": "busybox", "HostConfig": {"Tmpfs": {"app": ""}}}, "must be absolute"),
 ])
 async def test_create_bad_field_is_400(client: TestClient, body: dict[str, Any], field: str) -> None:
     response = await client.post("/containers/create", json=body)
@@ -130,3 +133,24 @@ async def test_flag_like_container_reference_is_404(client: TestClient) -> None:
     response = await client.get("/containers/--help/json")
     assert response.status == 404
     assert (await response.json())["message"] == "No such container: --help"
+
+
+async def test_create_bad_platform_is_400(client: TestClient) -> None:
+    response = await client.post("/containers/create?platform=bogus", json={"Image": "busybox"})
+    assert response.status == 400
+    assert "platform" in (await response.json())["message"]
+
+
+async def test_create_text_body_is_400(client: TestClient) -> None:
+    response = await client.post("/containers/create", data=b'{"Image": "busybox"}',
+                                 headers={"Content-Type": "text/plain"})
+    assert response.status == 400
+    assert "Content-Type" in (await response.json())["message"]
+
+
+@pytest.mark.parametrize("filters", ['{"exited": ["abc"]}', '{"health": ["bogus"]}',
+                                     '{"status": ["sleeping"]}'])
+async def test_list_bad_filter_value_is_400(client: TestClient, filters: str) -> None:
+    response = await client.get("/containers/json", params={"filters": filters})
+    assert response.status == 400
+    assert "invalid filter" in (await response.json())["message"]
