@@ -52,12 +52,21 @@ async def start(request: web.Request) -> web.StreamResponse:
         stdout=bool(instance.config.get("AttachStdout", True)),
         stderr=bool(instance.config.get("AttachStderr", True)),
     )
+    # A client that goes away leaves the process running, as with dockerd; its exit
+    # code is still recorded for /exec/{id}/json.
+    started = asyncio.ensure_future(
+        service.start(instance.id, detach=False, tty=tty, session=session))
+    closed = asyncio.ensure_future(connection.closed.wait())
     try:
-        await service.start(instance.id, detach=False, tty=tty, session=session)
-        await asyncio.wait_for(session.done.wait(), timeout=5)
+        await asyncio.wait({started, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if started.done():
+            started.result()
+            await asyncio.wait_for(session.done.wait(), timeout=5)
     except TimeoutError:
         pass
     finally:
+        closed.cancel()
+        session.done.set()
         connection.close()
     return response
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import struct
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiohttp import web
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
 STDOUT, STDERR = 1, 2
+HANGUP_POLL_SECONDS = 1.0
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -44,10 +46,17 @@ async def write_json(response: web.StreamResponse, message: dict[str, Any]) -> N
 
 
 class HijackedConnection(asyncio.Protocol):
-    """The client's socket after `101 UPGRADED`: raw bytes both ways, half-close aware."""
+    """The client's socket after `101 UPGRADED`: raw bytes both ways.
+
+    An EOF from the client ends only its input (the docker CLI half-closes at once when
+    it sends no stdin), and output keeps flowing. A client that has closed the socket
+    entirely is noticed by polling for a hang-up, so that an attach to a container
+    with no output does not outlive its client.
+    """
 
     def __init__(self, transport: asyncio.Transport, pending: bytes):
         self.transport = transport
+        self._hangup_watch: asyncio.Task[None] | None = None
         self.reader = asyncio.StreamReader()
         if pending:
             self.reader.feed_data(pending)
@@ -60,11 +69,28 @@ class HijackedConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.reader.feed_eof()
+        if self._hangup_watch is None:
+            self._hangup_watch = asyncio.ensure_future(self._watch_hangup())
         return True
+
+    async def _watch_hangup(self) -> None:
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLHUP)
+        while not self.closed.is_set():
+            if any(events & select.POLLHUP for _, events in poller.poll(0)):
+                self.closed.set()
+                self.close()
+                return
+            await asyncio.sleep(HANGUP_POLL_SECONDS)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reader.feed_eof()
         self.closed.set()
+        if self._hangup_watch is not None:
+            self._hangup_watch.cancel()
         self._can_write.set()
 
     def pause_writing(self) -> None:

@@ -141,7 +141,9 @@ class Runner:
             child_pid = int((self._rootlesskit_state / "child_pid").read_text().strip())
         except (OSError, ValueError):
             return [self.executable]
-        if self._resolved is None:
+        if self._resolved is None or not all(map(os.path.exists, self._resolved)):
+            # Looked up again when a package upgrade or removal moved the binaries.
+            self._env = None
             search = self.env.get("PATH")
             nerdctl = shutil.which(self.executable, path=search)
             nsenter = shutil.which("nsenter", path=search)

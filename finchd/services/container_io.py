@@ -61,34 +61,17 @@ class ContainerIO:
         args = self.containers.logs_args(container_id, follow=follow, timestamps=timestamps,
                                          since=since_time, until=until_time, tail=tail_lines)
         process = await self.containers.runner.spawn(args)
-        queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
-        assert process.stdout is not None and process.stderr is not None
-        pumps = [
-            asyncio.ensure_future(_pump(process.stdout, STDOUT if stdout else 0, queue)),
-            asyncio.ensure_future(_pump(process.stderr, STDERR if stderr else 0, queue)),
-        ]
         fixer = TimestampFixer() if timestamps else None
         try:
-            finished = 0
-            while finished < 2:
-                item = await queue.get()
-                if item is None:
-                    finished += 1
-                    continue
-                if fixer is None:
-                    yield item
-                    continue
-                data = fixer.feed(*item)
+            async for stream, data in _output_of(process, stdout=stdout, stderr=stderr):
+                if fixer is not None:
+                    data = fixer.feed(stream, data)
                 if data:
-                    yield item[0], data
+                    yield stream, data
             for stream, data in fixer.flush() if fixer else []:
                 yield stream, data
         finally:
-            for pump in pumps:
-                pump.cancel()
-            if process.returncode is None:
-                process.terminate()
-            await process.wait()
+            await _end(process)
 
     def add_pending(self, container_id: str, session: AttachSession) -> None:
         """Keep an attach made before start; start() connects it."""
@@ -180,32 +163,17 @@ class ContainerIO:
         args = self.containers.logs_args(container_id, follow=True, timestamps=False,
                                          since=since, until=None, tail=None)
         process = await self.containers.runner.spawn(args)
-        assert process.stdout is not None and process.stderr is not None
-        queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
-        pumps = [asyncio.ensure_future(_pump(process.stdout, STDOUT, queue)),
-                 asyncio.ensure_future(_pump(process.stderr, STDERR, queue))]
         # When every client has gone, `nerdctl logs --follow` has nobody to follow for.
         abandoned = asyncio.ensure_future(
             asyncio.gather(*(session.done.wait() for session in sessions)))
         abandoned.add_done_callback(
             lambda _: process.terminate() if process.returncode is None else None)
         try:
-            finished = 0
-            while finished < 2:
-                item = await queue.get()
-                if item is None:
-                    finished += 1
-                    continue
-                stream, data = item
-                await _broadcast([s for s in sessions if (s.stdout if stream == STDOUT else s.stderr)],
-                                 stream, data)
+            async for stream, data in _output_of(process):
+                await _broadcast(_wanting(sessions, stream), stream, data)
         finally:
             abandoned.cancel()
-            for pump in pumps:
-                pump.cancel()
-            if process.returncode is None:
-                process.terminate()
-            await process.wait()
+            await _end(process)
             for session in sessions:
                 session.done.set()
 
@@ -231,26 +199,16 @@ class ContainerIO:
         assert process.stdin is not None and process.stdout is not None and process.stderr is not None
         feeders = [asyncio.ensure_future(_feed_stdin(session.stdin, process.stdin))
                    for session in sessions if session.stdin is not None]
-        queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
-        pumps = [asyncio.ensure_future(_pump(process.stdout, STDOUT, queue)),
-                 asyncio.ensure_future(_pump(process.stderr, STDERR, queue))]
         try:
-            finished = 0
-            while finished < 2:
-                item = await queue.get()
-                if item is None:
-                    finished += 1
-                    continue
-                stream, data = item
+            async for stream, data in _output_of(process):
                 if stream == STDERR and diagnostics is not None:
                     data = strip_nerdctl_messages(data, diagnostics)
                     if not data:
                         continue
-                await _broadcast([s for s in sessions if (s.stdout if stream == STDOUT else s.stderr)],
-                                 stream, data)
+                await _broadcast(_wanting(sessions, stream), stream, data)
             await process.wait()
         finally:
-            for task in feeders + pumps:
+            for task in feeders:
                 task.cancel()
             for session in sessions:
                 session.done.set()
@@ -381,6 +339,42 @@ async def _broadcast(sessions: list[AttachSession], stream: int, data: bytes) ->
             await session.write(stream, data)
         except (ConnectionError, RuntimeError):
             session.done.set()
+
+
+async def _output_of(process: asyncio.subprocess.Process, *, stdout: bool = True,
+                     stderr: bool = True) -> AsyncIterator[tuple[int, bytes]]:
+    """Yield (stream, bytes) chunks from a process's stdout and stderr as they come.
+
+    Streams not asked for are read and dropped, so the process never blocks on them.
+    """
+    assert process.stdout is not None
+    assert process.stderr is not None
+    queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=64)
+    pumps = [asyncio.ensure_future(_pump(process.stdout, STDOUT if stdout else 0, queue)),
+             asyncio.ensure_future(_pump(process.stderr, STDERR if stderr else 0, queue))]
+    try:
+        finished = 0
+        while finished < len(pumps):
+            item = await queue.get()
+            if item is None:
+                finished += 1
+            else:
+                yield item
+    finally:
+        for pump in pumps:
+            pump.cancel()
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+    await process.wait()
+
+
+def _wanting(sessions: list[AttachSession], stream: int) -> list[AttachSession]:
+    """Return the sessions that asked for this stream."""
+    return [session for session in sessions
+            if (session.stdout if stream == STDOUT else session.stderr)]
 
 
 async def _pump(reader: asyncio.StreamReader, stream: int,
