@@ -113,7 +113,7 @@ class HijackedConnection(asyncio.Protocol):
 async def hijack(
     request: web.Request, content_type: str
 ) -> tuple[web.StreamResponse, HijackedConnection]:
-    """Answer `101 UPGRADED` and take the raw socket from aiohttp."""
+    """Send `101 UPGRADED` and take the raw socket over from aiohttp."""
     upgrade = "upgrade" in request.headers.get("Connection", "").lower()
     response = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK")
     response.headers["Content-Type"] = content_type

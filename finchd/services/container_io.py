@@ -163,7 +163,7 @@ class ContainerIO:
         args = self.containers.logs_args(container_id, follow=True, timestamps=False,
                                          since=since, until=None, tail=None)
         process = await self.containers.runner.spawn(args)
-        # When every client has gone, `nerdctl logs --follow` has nobody to follow for.
+        # `nerdctl logs --follow` stops once every attached client has gone.
         abandoned = asyncio.ensure_future(
             asyncio.gather(*(session.done.wait() for session in sessions)))
         abandoned.add_done_callback(
@@ -196,7 +196,7 @@ class ContainerIO:
     async def _relay_process(self, process: asyncio.subprocess.Process,
                              sessions: list[AttachSession],
                              diagnostics: list[str] | None = None) -> None:
-        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        assert process.stdin is not None
         feeders = [asyncio.ensure_future(_feed_stdin(session.stdin, process.stdin))
                    for session in sessions if session.stdin is not None]
         try:
