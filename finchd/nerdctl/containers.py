@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from finchd.errors import (
@@ -14,6 +17,8 @@ from finchd.errors import (
 )
 from finchd.nerdctl.runner import Result, Runner
 from finchd.specs import CreateSpec, Mount
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND_MARKERS = ("no such container", "not found")
 # dockerd's default seconds between the stop signal and SIGKILL.
@@ -134,6 +139,42 @@ def _flag_values(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
             f":{device.get('CgroupPermissions') or 'rwm'}"
         )
     return args
+
+
+class JsonFileLog:
+    """Append output to a container's json-file log in the format nerdctl reads.
+
+    `nerdctl start --attach` sends a TTY container's output to its caller and not to
+    the logger, so finchd writes what it relays here, and `docker logs` shows it.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._partial = b""
+
+    def write(self, stream: str, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        self._append(stream, [line + b"\n" for line in lines])
+
+    def close(self, stream: str = "stdout") -> None:
+        if self._partial:
+            self._append(stream, [self._partial])
+            self._partial = b""
+
+    def _append(self, stream: str, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        now = datetime.now(timezone.utc)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}000Z"
+        records = "".join(
+            json.dumps({"log": line.decode(errors="replace"), "stream": stream, "time": stamp})
+            + "\n" for line in lines)
+        try:
+            with self.path.open("a") as file:
+                file.write(records)
+        except OSError as exc:
+            log.warning("cannot append to the container log %s: %s", self.path, exc)
 
 
 class Containers:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from finchd.errors import EngineError, InvalidParameterError
-from finchd.nerdctl.containers import Containers
+from finchd.nerdctl.containers import Containers, JsonFileLog
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,12 @@ class ContainerIO:
 
     async def start_on_terminal(self, args: list[str], sessions: list[AttachSession],
                                 key: str, diagnostics: list[str] | None = None,
+                                log: JsonFileLog | None = None,
                                 ) -> asyncio.subprocess.Process:
         """Run `nerdctl ARGS` on a new pseudo-terminal relayed to the sessions.
 
         nerdctl's `--tty` paths need a terminal on their own stdin. `key` names the
-        terminal for resize (a container or exec id).
+        terminal for resize (a container or exec id). Output also goes to `log`.
         """
         master, slave = os.openpty()
         try:
@@ -103,7 +104,7 @@ class ContainerIO:
         self._terminals[key] = master
         if diagnostics is not None and process.stderr is not None:
             asyncio.ensure_future(_collect_messages(process.stderr, diagnostics))
-        asyncio.ensure_future(self._relay_terminal(key, master, process, sessions))
+        asyncio.ensure_future(self._relay_terminal(key, master, process, sessions, log))
         return process
 
     async def start_piped(self, args: list[str], sessions: list[AttachSession],
@@ -119,7 +120,8 @@ class ContainerIO:
 
     async def _relay_terminal(self, key: str, master: int,
                               process: asyncio.subprocess.Process,
-                              sessions: list[AttachSession]) -> None:
+                              sessions: list[AttachSession],
+                              log: JsonFileLog | None = None) -> None:
         loop = asyncio.get_running_loop()
         output: asyncio.Queue[bytes] = asyncio.Queue()
         loop.add_reader(master, _read_into, master, output)
@@ -135,18 +137,18 @@ class ContainerIO:
                     data = getter.result()
                     if not data:
                         break
-                    await _broadcast(sessions, STDOUT, newlines.feed(data))
+                    await _send(sessions, log, newlines.feed(data))
                 else:
                     getter.cancel()
                     await asyncio.sleep(0.05)
                     while not output.empty():
                         data = output.get_nowait()
                         if data:
-                            await _broadcast(sessions, STDOUT, newlines.feed(data))
+                            await _send(sessions, log, newlines.feed(data))
                     break
-            tail = newlines.flush()
-            if tail:
-                await _broadcast(sessions, STDOUT, tail)
+            await _send(sessions, log, newlines.flush())
+            if log is not None:
+                log.close()
         finally:
             loop.remove_reader(master)
             for task in inputs:
@@ -331,6 +333,14 @@ async def _forward_input(reader: asyncio.StreamReader | None, master: int) -> No
         if not data:
             return
         os.write(master, data)
+
+
+async def _send(sessions: list[AttachSession], log: JsonFileLog | None, data: bytes) -> None:
+    if not data:
+        return
+    if log is not None:
+        log.write("stdout", data)
+    await _broadcast(sessions, STDOUT, data)
 
 
 async def _broadcast(sessions: list[AttachSession], stream: int, data: bytes) -> None:

@@ -20,7 +20,7 @@ from finchd.errors import (
     NotFoundError,
     NotModifiedError,
 )
-from finchd.nerdctl.containers import Containers
+from finchd.nerdctl.containers import Containers, JsonFileLog
 from finchd.nerdctl.images import Images
 from finchd.services.container_io import AttachSession, ContainerIO
 from finchd.services.container_spec import parse_create, parse_restart
@@ -175,7 +175,9 @@ class ContainerService:
         elif sessions and view["Config"].get("Tty"):
             args = self.containers.attach_start_args(view["Id"])
             # nerdctl's own errors go to a pipe, not onto the container's terminal.
-            await self.io.start_on_terminal(args, sessions, key=view["Id"], diagnostics=[])
+            log_path = view.get("LogPath") or ""
+            await self.io.start_on_terminal(args, sessions, key=view["Id"], diagnostics=[],
+                                            log=JsonFileLog(Path(log_path)) if log_path else None)
             await self._wait_running(view["Id"])
         else:
             started_at = now_rfc3339()
