@@ -151,10 +151,11 @@ class SystemService:
         return len({row.get("ID") for row in await self.images.list_rows()})
 
     async def info(self) -> dict[str, Any]:
-        states = [container.status for container in await self.container_states()]
+        # Each of these runs nerdctl or reads binaries' versions, so they run side by side.
+        containers, images, versions = await asyncio.gather(
+            self.container_states(), self.image_count(), self.engine_versions())
+        states = [container.status for container in containers]
         counts = ContainerCounts.of(states)
-        images = await self.image_count()
-        versions = await self.engine_versions()
         limits = has_cgroup_limits()
         warnings = info_warnings()
         return {
