@@ -11,7 +11,7 @@ from aiohttp import web
 from finchd.api.app import SERVICES, json_response, route
 from finchd.api.streams import json_lines, write_json
 from finchd.errors import EngineError
-from finchd.services.events import EventFilters, EventService, parse_until
+from finchd.services.events import EventFilters, EventService, parse_timestamp
 from finchd.services.system import SystemService
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     """GET /events: container events from now on, until `until` or until the client leaves."""
     service: EventService = request.app[SERVICES]["events"]
     filters = EventFilters.parse(request.query.get("filters"))
-    until = parse_until(request.query.get("until"))
+    # `since` only needs to be valid: containerd keeps no history to replay.
+    parse_timestamp(request.query.get("since"), "since")
+    until = parse_timestamp(request.query.get("until"), "until")
     response = await json_lines(request)
     # The client leaving cancels this handler (handler_cancellation in finchd.server),
     # which closes the stream and stops `nerdctl events`.

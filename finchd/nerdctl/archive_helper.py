@@ -658,6 +658,14 @@ def destination_directory(path: str) -> str:
     return resolved
 
 
+def _open_stream(reader: BinaryIO) -> tarfile.TarFile:
+    try:
+        return tarfile.open(fileobj=reader, mode="r|*")
+    except TypeError:
+        # Python 3.11's tarfile raises TypeError when a gzip header ends early.
+        raise tarfile.ReadError("truncated gzip header") from None
+
+
 def extract_archive(config: dict[str, Any], source: BinaryIO) -> None:
     destination = destination_directory(config["path"])
     owner = parse_ids(config.get("user") or "") if config.get("copy_uid_gid") else None
@@ -669,7 +677,7 @@ def extract_archive(config: dict[str, Any], source: BinaryIO) -> None:
     if not reader.peek(1):
         return
     try:
-        with tarfile.open(fileobj=reader, mode="r|*") as tar:
+        with _open_stream(reader) as tar:
             extractor.extract(tar)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise HelperError("invalid", f"invalid tar archive: {exc}") from None
@@ -680,7 +688,7 @@ def extract_archive(config: dict[str, Any], source: BinaryIO) -> None:
             raise HelperError("invalid", f"invalid tar archive: {exc}") from None
         # The destination exists, so a missing path here is a failed
         # extraction rather than a missing destination.
-        kind = "forbidden" if exc.errno == errno.EROFS else "failed"
+        kind = {errno.EROFS: "forbidden", errno.ENAMETOOLONG: "invalid"}.get(exc.errno, "failed")
         where = f"{exc.filename}: " if exc.filename else ""
         raise HelperError(kind, f"extracting the archive failed: {where}{exc.strerror}") from None
 
@@ -811,6 +819,8 @@ def _os_error_kind(exc: OSError) -> str:
         return "forbidden"
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return "not_found"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "invalid"
     return "failed"
 
 

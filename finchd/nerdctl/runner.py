@@ -111,6 +111,10 @@ class Runner:
     async def spawn(self, args: Sequence[str], **kwargs: Any) -> asyncio.subprocess.Process:
         """Start `nerdctl ARGS` and return the process. Pipes default to PIPE."""
         for arg in args:
+            if "\0" in arg:
+                # execve takes C strings, so a NUL byte would cut the argument short.
+                flag = arg.split("=", 1)[0] if arg.startswith("--") else "an argument"
+                raise InvalidParameterError(f"invalid value of {flag}: it contains a NUL byte")
             if len(arg.encode()) >= MAX_ARGUMENT_BYTES:
                 flag = arg.split("=", 1)[0] if arg.startswith("--") else "an argument"
                 raise InvalidParameterError(

@@ -67,6 +67,8 @@ class ContainerAdmin:
             args = shlex.split(ps_args or "-ef")
         except ValueError as exc:
             raise InvalidParameterError(f"invalid ps_args: {exc}") from exc
+        if any("\0" in arg for arg in args):
+            raise InvalidParameterError("invalid ps_args: it contains a NUL byte")
         pids = set(procfs.container_pids(view["State"]["Pid"]))
         process = await asyncio.create_subprocess_exec(
             "ps", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

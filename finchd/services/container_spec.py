@@ -23,6 +23,9 @@ from finchd.services.validation import (
 # The kernel's HOST_NAME_MAX: sethostname fails for anything longer.
 MAX_HOSTNAME = 64
 NAME_PATTERN = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# nerdctl's name store writes a file named `.temp.NAME`, and a file name has at
+# most 255 bytes (NAME_MAX), so longer names fail there.
+MAX_NAME_LENGTH = 249
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 VOLUME_NAME_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 MAC_ADDRESS_PATTERN = re.compile(r"[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}")
@@ -82,6 +85,11 @@ def check_name(name: str) -> str:
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidParameterError(
             f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    if len(name.lstrip("/")) > MAX_NAME_LENGTH:
+        raise InvalidParameterError(
+            f"Invalid container name ({name[:40]}...): it has {len(name.lstrip('/'))} "
+            f"characters, at most {MAX_NAME_LENGTH} are allowed"
         )
     return name.lstrip("/")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -76,14 +77,17 @@ class EventFilters:
         return True
 
 
-def parse_until(text: str | None) -> float | None:
-    """Parse `until` as Unix seconds, with an optional fraction, as the docker CLI sends it."""
+def parse_timestamp(text: str | None, name: str) -> float | None:
+    """Parse `since` or `until` as Unix seconds, with an optional fraction, as the docker CLI sends it."""
     if not text:
         return None
     try:
-        return float(text)
-    except ValueError as exc:
-        raise InvalidParameterError(f"invalid until {text!r}: expected Unix seconds") from exc
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidParameterError(f"invalid {name} {text!r}: expected Unix seconds")
+    return value
 
 
 def docker_event(container_id: str, action: str, attributes: dict[str, str],
