@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from finchd.api.app import SERVICES, json_response, at_least, route
-from finchd.api.params import flag, integer, json_body
+from finchd.api.params import flag, integer, json_body, terminal_size
 from finchd.api.streams import (
     MULTIPLEXED,
     RAW,
@@ -196,10 +196,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
 async def resize(request: web.Request) -> web.Response:
     """POST /containers/{id}/resize"""
-    height = integer(request, "h", 0) or 0
-    width = integer(request, "w", 0) or 0
-    if height < 0 or width < 0 or height > 65535 or width > 65535:
-        raise InvalidParameterError("invalid terminal size: h and w must be 0 to 65535")
+    height, width = terminal_size(request)
     view = await _service(request).find(_id(request))
     _service(request).io.resize(view["Id"], height, width)
     return web.Response(status=200)

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from finchd.api.app import SERVICES, at_least, json_response, route
-from finchd.api.params import integer, json_body
+from finchd.api.params import json_body, terminal_size
 from finchd.api.streams import MULTIPLEXED, RAW, frame, hijack
 from finchd.errors import InvalidParameterError
 from finchd.services.container_io import AttachSession
@@ -30,7 +30,9 @@ async def create(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.StreamResponse:
     """POST /exec/{id}/start. The body is read before the hijack, so it never reaches stdin."""
     service = _service(request)
-    body = await json_body(request, required=False) or {}
+    body = await json_body(request, required=False)
+    if body is None:
+        body = {}
     if not isinstance(body, dict):
         raise InvalidParameterError("invalid exec start config: expected a JSON object")
     detach = bool(expect(body.get("Detach"), bool, "Detach"))
@@ -73,12 +75,9 @@ async def start(request: web.Request) -> web.StreamResponse:
 
 async def resize(request: web.Request) -> web.Response:
     """POST /exec/{id}/resize"""
-    height = integer(request, "h", 0) or 0
-    width = integer(request, "w", 0) or 0
-    if not 0 <= height <= 65535 or not 0 <= width <= 65535:
-        raise InvalidParameterError("invalid terminal size: h and w must be 0 to 65535")
+    height, width = terminal_size(request)
     _service(request).resize(request.match_info["id"], height, width)
-    return web.Response(status=201)
+    return web.Response(status=200)
 
 
 async def inspect(request: web.Request) -> web.Response:

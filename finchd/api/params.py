@@ -35,6 +35,17 @@ def integer(request: web.Request, name: str, default: int | None = None) -> int 
         raise InvalidParameterError(f"invalid value for {name}: {value!r}, expected an integer") from None
 
 
+def terminal_size(request: web.Request) -> tuple[int, int]:
+    """Return the (h, w) query values of a resize. Both are required, as with dockerd."""
+    height = integer(request, "h")
+    width = integer(request, "w")
+    if height is None or width is None:
+        raise InvalidParameterError("invalid terminal size: h and w are required")
+    if not 0 <= height <= 65535 or not 0 <= width <= 65535:
+        raise InvalidParameterError("invalid terminal size: h and w must be 0 to 65535")
+    return height, width
+
+
 async def json_body(request: web.Request, *, required: bool = True) -> Any:
     """Read a JSON request body (chunked or not) and return it decoded.
 

@@ -83,13 +83,17 @@ class ContainerIO:
     async def start_on_terminal(self, args: list[str], sessions: list[AttachSession],
                                 key: str, diagnostics: list[str] | None = None,
                                 log: JsonFileLog | None = None,
+                                size: tuple[int, int] | None = None,
                                 ) -> asyncio.subprocess.Process:
         """Run `nerdctl ARGS` on a new pseudo-terminal relayed to the sessions.
 
         nerdctl's `--tty` paths need a terminal on their own stdin. `key` names the
         terminal for resize (a container or exec id). Output also goes to `log`.
+        `size` is the terminal's initial (height, width), which nerdctl passes on.
         """
         master, slave = os.openpty()
+        if size is not None:
+            _set_size(master, *size)
         try:
             process = await self.containers.runner.spawn(
                 args, stdin=slave, stdout=slave,
@@ -215,12 +219,17 @@ class ContainerIO:
             for session in sessions:
                 session.done.set()
 
-    def resize(self, key: str, height: int, width: int) -> None:
-        """Set the size of the terminal of a container or exec id, if it has one."""
+    def resize(self, key: str, height: int, width: int) -> bool:
+        """Set the size of the terminal of a container or exec id; return whether it has one."""
         master = self._terminals.get(key)
         if master is None:
-            return
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+            return False
+        _set_size(master, height, width)
+        return True
+
+
+def _set_size(master: int, height: int, width: int) -> None:
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
 async def _feed_stdin(reader: asyncio.StreamReader | None, writer: asyncio.StreamWriter) -> None:

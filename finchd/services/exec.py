@@ -13,7 +13,7 @@ from typing import Any
 from finchd.errors import ConflictError, InvalidParameterError, NotFoundError
 from finchd.services.container_io import AttachSession
 from finchd.services.containers import ContainerService
-from finchd.services.validation import expect, strict_string_list, string_list
+from finchd.services.validation import expect, strict_string_list
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class ExecInstance:
     finished_at: float | None = None
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     messages: list[str] = field(default_factory=list)
+    # The (height, width) of the last resize, kept for a terminal that does not exist yet.
+    size: tuple[int, int] | None = None
 
 
 class ExecService:
@@ -83,14 +85,26 @@ class ExecService:
         if detach or session is None:
             config["AttachStdin"] = False
         adapter = self.containers.containers
-        args = adapter.exec_args(instance.container_id, config)
         io = self.containers.io
         sessions = [session] if session is not None else []
-        if config["Tty"]:
-            instance.process = await io.start_on_terminal(args, sessions, key=exec_id,
-                                                          diagnostics=instance.messages)
-        else:
-            instance.process = await io.start_piped(args, sessions, instance.messages)
+        try:
+            args = adapter.exec_args(instance.container_id, config)
+            if config["Tty"]:
+                size = instance.size
+                instance.process = await io.start_on_terminal(
+                    args, sessions, key=exec_id, diagnostics=instance.messages, size=size)
+                # The docker CLI sends its resize as soon as it has the 101 response,
+                # which can be while nerdctl is starting.
+                if instance.size is not None and instance.size != size:
+                    io.resize(exec_id, *instance.size)
+            else:
+                instance.process = await io.start_piped(args, sessions, instance.messages)
+        except BaseException:
+            # No process ran: record the failure as dockerd does, with exit code 126.
+            instance.running = False
+            instance.exit_code = 126
+            instance.finished_at = time.monotonic()
+            raise
         waiter = asyncio.ensure_future(self._reap(instance))
         if session is not None and not detach:
             await waiter
@@ -105,7 +119,8 @@ class ExecService:
 
     def resize(self, exec_id: str, height: int, width: int) -> None:
         instance = self.get(exec_id)
-        self.containers.io.resize(instance.id, height, width)
+        if not self.containers.io.resize(instance.id, height, width):
+            instance.size = (height, width)
 
     def inspect(self, exec_id: str) -> dict[str, Any]:
         instance = self.get(exec_id)
@@ -153,7 +168,8 @@ def _check_config(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidParameterError("invalid exec config: expected a JSON object")
     config = dict(body)
-    cmd = string_list(config.get("Cmd"), "Cmd")
+    # ExecConfig.Cmd is a plain []string in Docker, so a single string is rejected.
+    cmd = strict_string_list(config.get("Cmd"), "Cmd")
     if not cmd or not cmd[0]:
         raise InvalidParameterError("No exec command specified")
     config["Cmd"] = cmd

@@ -43,6 +43,40 @@ def tar_bytes(members: list[tarfile.TarInfo]) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"Cmd": ["echo\x00x"]},
+        {"Cmd": ["echo"], "Env": ["A\x00B=1"]},
+        {"Cmd": ["echo"], "WorkingDir": "/\x00"},
+    ],
+)
+def test_exec_start_nul_byte(api: ApiClient, sleeper: str, config: dict[str, object]) -> None:
+    exec_id = create_exec(api, sleeper, config)
+    response = api.request("POST", f"{V}/exec/{exec_id}/start", body={"Detach": True})
+    assert_client_error(response, 400, "NUL byte")
+    inspected = api.request("GET", f"{V}/exec/{exec_id}/json").json()
+    assert inspected["Running"] is False
+    assert inspected["ExitCode"] == 126
+    assert_serving(api)
+
+
+def test_exec_start_too_long_not_running(api: ApiClient, sleeper: str) -> None:
+    exec_id = create_exec(api, sleeper, {"Cmd": ["echo", "x" * 200000]})
+    response = api.request("POST", f"{V}/exec/{exec_id}/start", body={"Detach": True})
+    assert_client_error(response, 400, "bytes long")
+    inspected = api.request("GET", f"{V}/exec/{exec_id}/json").json()
+    assert inspected["Running"] is False
+    assert inspected["ExitCode"] == 126
+
+
+def test_exec_start_body_not_object(api: ApiClient, sleeper: str) -> None:
+    exec_id = create_exec(api, sleeper, {"Cmd": ["echo", "hi"], "AttachStdout": True})
+    response = api.request("POST", f"{V}/exec/{exec_id}/start", body="[]")
+    assert_client_error(response, 400, "expected a JSON object")
+    assert_serving(api)
+
+
 def test_create_nul_byte_in_command(api: ApiClient, busybox: str, cleanup: Cleanup) -> None:
     response = api.request(
         "POST", f"{V}/containers/create", body={"Image": busybox, "Cmd": ["a\x00b"]}
@@ -122,6 +156,50 @@ def test_put_archive_member_name_too_long(api: ApiClient, sleeper: str) -> None:
 def test_events_bad_time(api: ApiClient, query: str) -> None:
     response = api.request("GET", f"{V}/events?{query}", timeout=10)
     assert_client_error(response, 400, "expected Unix seconds")
+
+
+@pytest.mark.parametrize("query", ["", "?h=10", "?w=10"])
+def test_container_resize_missing_size(api: ApiClient, sleeper: str, query: str) -> None:
+    response = api.request("POST", f"{V}/containers/{sleeper}/resize{query}")
+    assert_client_error(response, 400, "h and w are required")
+
+
+@pytest.mark.parametrize("query", ["", "?h=10"])
+def test_exec_resize_missing_size(api: ApiClient, sleeper: str, query: str) -> None:
+    exec_id = create_exec(api, sleeper, {"Cmd": ["true"], "Tty": True})
+    response = api.request("POST", f"{V}/exec/{exec_id}/resize{query}")
+    assert_client_error(response, 400, "h and w are required")
+
+
+def test_exec_resize_status_ok(api: ApiClient, sleeper: str) -> None:
+    exec_id = create_exec(api, sleeper, {"Cmd": ["true"], "Tty": True})
+    response = api.request("POST", f"{V}/exec/{exec_id}/resize?h=10&w=20")
+    assert response.status == 200
+
+
+def test_exec_tty_resize_before_start(api: ApiClient, sleeper: str) -> None:
+    """The docker CLI resizes as soon as start returns 101, before the terminal exists."""
+    exec_id = create_exec(
+        api,
+        sleeper,
+        {"Cmd": ["stty", "size"], "Tty": True, "AttachStdout": True, "AttachStderr": True},
+    )
+    response = api.request("POST", f"{V}/exec/{exec_id}/resize?h=30&w=100")
+    assert response.status == 200
+    stream = api.upgrade("POST", f"{V}/exec/{exec_id}/start")
+    try:
+        assert stream.status == 101
+        output = stream.read_until_closed(timeout=30)
+    finally:
+        stream.close()
+    assert b"30 100" in output
+
+
+def test_exec_create_cmd_string(api: ApiClient, sleeper: str) -> None:
+    response = api.request(
+        "POST", f"{V}/containers/{sleeper}/exec", body={"Cmd": "echo hi"}
+    )
+    assert_client_error(response, 400, "Cmd")
 
 
 @pytest.mark.xfail(
