@@ -113,6 +113,7 @@ class ImageService:
     def __init__(self, images: Images, insecure_registries: Iterable[str] = ()):
         self.images = images
         self.insecure_registries = tuple(insecure_registries)
+        self._details: dict[str, dict[str, Any]] = {}
 
     async def inspect(self, name: str) -> dict[str, Any]:
         if not name or name.startswith("-"):
@@ -135,17 +136,39 @@ class ImageService:
         for value in filters.get("dangling", []):
             if value not in ("true", "false", "1", "0"):
                 raise InvalidParameterError(f"invalid filter 'dangling={value}'")
-        details = await self.images.inspect(await self.images.tagged_names())
         summaries: dict[str, dict[str, Any]] = {}
-        for image in details:
+        for name, image in await self._tagged_images():
             summary = summaries.setdefault(image["Id"], summary_view(image))
-            for tag in image.get("RepoTags") or []:
-                if short_name(tag) not in summary["RepoTags"]:
-                    summary["RepoTags"].append(short_name(tag))
+            if short_name(name) not in summary["RepoTags"]:
+                summary["RepoTags"].append(short_name(name))
         result = list(summaries.values())
         result = [item for item in result if _image_matches(item, filters)]
         result.sort(key=lambda item: item["Created"], reverse=True)
         return result
+
+    async def _tagged_images(self) -> list[tuple[str, dict[str, Any]]]:
+        """Return (name, inspect result) for every tagged image, with one `image ls`.
+
+        Inspect results are kept by manifest digest, which names immutable content,
+        so only images not seen before are inspected.
+        """
+        rows = [row for row in await self.images.list_rows()
+                if row.get("Repository") not in (None, "", "<none>") and row.get("Digest")]
+        names = {f"{row['Repository']}:{row['Tag']}": str(row["Digest"]) for row in rows}
+        missing = sorted(name for name, digest in names.items() if digest not in self._details)
+        if missing:
+            by_name = {short_name(name): digest for name, digest in names.items()}
+            for image in await self.images.inspect(missing):
+                for tag in image.get("RepoTags") or []:
+                    digest = by_name.get(short_name(tag))
+                    if digest is not None:
+                        self._details[digest] = image
+        current = set(names.values())
+        for digest in list(self._details):
+            if digest not in current:
+                del self._details[digest]
+        return [(name, self._details[digest]) for name, digest in names.items()
+                if digest in self._details]
 
     async def tag(self, name: str, repo: str | None, tag: str | None) -> None:
         if not repo:
