@@ -196,6 +196,8 @@ class Containers:
                 user = spec.config.get("User") or ""
                 raise InvalidParameterError(
                     f"unable to find user {user}: no matching entries in passwd file")
+            if "invalid tmpfs option" in text:
+                raise InvalidParameterError(text)
             raise EngineError(text or "nerdctl create failed")
         return result.stdout.decode().strip().splitlines()[-1]
 

@@ -119,6 +119,17 @@ def test_create_name_max_length(api: ApiClient, busybox: str, cleanup: Cleanup) 
     cleanup.container(response.json()["Id"])
 
 
+@pytest.mark.parametrize("options", ["bogus", "rw,size=1m,-o"])
+def test_create_bad_tmpfs_option(
+    api: ApiClient, busybox: str, cleanup: Cleanup, options: str
+) -> None:
+    body = {"Image": busybox, "HostConfig": {"Tmpfs": {"/app": options}}}
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    if response.status == 201:
+        cleanup.container(response.json()["Id"])
+    assert_client_error(response, 400, "invalid tmpfs option")
+
+
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_archive_path_name_too_long(api: ApiClient, sleeper: str, method: str) -> None:
     response = api.request(method, f"{V}/containers/{sleeper}/archive?path=/{'a' * 300}")
