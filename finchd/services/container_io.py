@@ -172,8 +172,16 @@ class ContainerIO:
         # `nerdctl logs --follow` stops once every attached client has gone.
         abandoned = asyncio.ensure_future(
             asyncio.gather(*(session.done.wait() for session in sessions)))
-        abandoned.add_done_callback(
-            lambda _: process.terminate() if process.returncode is None else None)
+
+        def stop_following(future: asyncio.Future[object]) -> None:
+            # A cancelled gather stores CancelledError as its exception, which asyncio
+            # logs with a traceback unless something retrieves it.
+            if not future.cancelled():
+                future.exception()
+            if process.returncode is None:
+                process.terminate()
+
+        abandoned.add_done_callback(stop_following)
         try:
             async for stream, data in _output_of(process):
                 await _broadcast(_wanting(sessions, stream), stream, data)
