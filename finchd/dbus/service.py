@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from dbus_next.constants import MessageType, NameFlag, ReleaseNameReply, RequestNameReply
+from dbus_next.errors import DBusError
 from dbus_next.message import Message
 from dbus_next.aio.message_bus import MessageBus
 
@@ -76,6 +77,20 @@ class GuardedMessageBus(MessageBus):
             error = internal_error(msg, "internal error: invalid reply; see finchd's log")
             future = super().send(error)
             return future
+
+    def _on_message(self, msg: Message) -> None:
+        # dbus-next replies to a call that fails with DBusError (an unknown
+        # property, a write to a read-only one) and then logs the error with a
+        # traceback at ERROR under the root logger. Such a call is the client's
+        # mistake, so it is logged at DEBUG.
+        try:
+            self._process_message(msg)
+        except DBusError as exc:
+            log.debug("D-Bus call %s.%s from %s failed: %s: %s", msg.interface, msg.member,
+                      msg.sender, exc.type, exc.text)
+        except Exception:
+            log.exception("cannot process D-Bus message %s.%s from %s", msg.interface,
+                          msg.member, msg.sender)
 
     @staticmethod
     def _carries_traceback(msg: Message) -> bool:

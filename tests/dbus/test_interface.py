@@ -8,6 +8,7 @@ Python traceback.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -173,6 +174,25 @@ async def test_properties_are_read_only(private_bus: PrivateBus, exported: Any) 
     )
     assert code != 0
     assert "read" in stderr.lower()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("set-property", BUS_NAME, OBJECT_PATH, INTERFACE_NAME, "State", "s", "stopping"),
+        ("get-property", BUS_NAME, OBJECT_PATH, INTERFACE_NAME, "Nope"),
+    ],
+)
+async def test_client_mistake_logs_no_error(
+    private_bus: PrivateBus, exported: Any, caplog: pytest.LogCaptureFixture,
+    command: tuple[str, ...],
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        code, _, _ = await run_tool(
+            private_bus, "busctl", f"--address={private_bus.address}", *command)
+    assert code != 0
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
 
 
 async def test_status_change_emits_properties_changed(
