@@ -79,6 +79,9 @@ class ExecService:
                     session: AttachSession | None) -> None:
         """Start the process. Attached starts return once its output has ended."""
         instance = await self.check_startable(exec_id)
+        # Another start of the same instance may have begun during the check's await.
+        if instance.started:
+            raise ConflictError(f"Error: Exec command {exec_id} has already run")
         instance.started = True
         instance.running = True
         config = dict(instance.config, Tty=tty or instance.config.get("Tty", False))

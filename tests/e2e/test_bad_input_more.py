@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -68,6 +69,22 @@ def test_exec_start_too_long_not_running(api: ApiClient, sleeper: str) -> None:
     inspected = api.request("GET", f"{V}/exec/{exec_id}/json").json()
     assert inspected["Running"] is False
     assert inspected["ExitCode"] == 126
+
+
+def test_exec_concurrent_starts_run_once(api: ApiClient, sleeper: str) -> None:
+    exec_id = create_exec(api, sleeper, {"Cmd": ["sh", "-c", "echo run >> /tmp/runs"]})
+    statuses: list[int] = []
+
+    def start() -> None:
+        response = api.request("POST", f"{V}/exec/{exec_id}/start", body={"Detach": True})
+        statuses.append(response.status)
+
+    threads = [threading.Thread(target=start) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 409, 409, 409, 409]
 
 
 def test_exec_start_body_not_object(api: ApiClient, sleeper: str) -> None:
