@@ -627,7 +627,11 @@ class Extractor:
                 posixpath.join(self.destination, member.linkname.lstrip("/")))
             if not self.inside(link_target):
                 raise HelperError("invalid", f"invalid hardlink {member.name!r} -> {member.linkname!r}")
-            os.link(link_target, path, follow_symlinks=False)
+            try:
+                os.link(link_target, path, follow_symlinks=False)
+            except FileNotFoundError:
+                raise HelperError("invalid", f"invalid hardlink {member.name!r} -> "
+                                  f"{member.linkname!r}: the target does not exist") from None
         elif member.isfifo():
             os.mkfifo(path, 0o600)
         elif member.ischr() or member.isblk():

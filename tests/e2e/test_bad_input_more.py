@@ -180,6 +180,19 @@ def test_put_archive_member_name_too_long(api: ApiClient, sleeper: str) -> None:
     assert_client_error(response, 400, "too long")
 
 
+def test_put_archive_dangling_hard_link(api: ApiClient, sleeper: str) -> None:
+    member = tarfile.TarInfo("h")
+    member.type = tarfile.LNKTYPE
+    member.linkname = "/etc/passwd"
+    response = api.request(
+        "PUT",
+        f"{V}/containers/{sleeper}/archive?path=/tmp",
+        body=tar_bytes([member]),
+        headers={"Content-Type": "application/x-tar"},
+    )
+    assert_client_error(response, 400, "the target does not exist")
+
+
 @pytest.mark.parametrize("query", ["since=abc", "since=nan", "until=inf"])
 def test_events_bad_time(api: ApiClient, query: str) -> None:
     response = api.request("GET", f"{V}/events?{query}", timeout=10)
