@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finchd.errors import ConflictError, InvalidParameterError, NotFoundError
-from finchd.services.container_io import AttachSession
+from finchd.services.container_io import AttachSession, console_size
 from finchd.services.containers import ContainerService
 from finchd.services.validation import expect, strict_string_list
 
@@ -93,7 +93,7 @@ class ExecService:
         try:
             args = adapter.exec_args(instance.container_id, config)
             if config["Tty"]:
-                size = instance.size
+                size = instance.size or console_size(instance.config.get("ConsoleSize"))
                 instance.process = await io.start_on_terminal(
                     args, sessions, key=exec_id, diagnostics=instance.messages, size=size)
                 # The docker CLI sends its resize as soon as it has the 101 response,

@@ -236,6 +236,51 @@ def test_exec_tty_resize_before_start(api: ApiClient, sleeper: str) -> None:
     assert b"30 100" in output
 
 
+def test_exec_tty_console_size(api: ApiClient, sleeper: str) -> None:
+    exec_id = create_exec(
+        api,
+        sleeper,
+        {"Cmd": ["stty", "size"], "Tty": True, "AttachStdout": True, "ConsoleSize": [31, 101]},
+    )
+    stream = api.upgrade("POST", f"{V}/exec/{exec_id}/start")
+    try:
+        assert stream.status == 101
+        output = stream.read_until_closed(timeout=30)
+    finally:
+        stream.close()
+    assert b"31 101" in output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="nerdctl gives the container's terminal a size only after its process "
+    "started, and HostConfig.ConsoleSize does not reach the OCI spec",
+)
+def test_run_tty_console_size(api: ApiClient, busybox: str, cleanup: Cleanup) -> None:
+    """The docker CLI sends HostConfig.ConsoleSize at create and resizes only after start."""
+    body = {
+        "Image": busybox,
+        "Cmd": ["stty", "size"],
+        "Tty": True,
+        "AttachStdout": True,
+        "HostConfig": {"ConsoleSize": [32, 102]},
+    }
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert response.status == 201, response.body
+    container = cleanup.container(response.json()["Id"])
+    stream = api.upgrade(
+        "POST", f"{V}/containers/{container}/attach?stream=1&stdout=1&stderr=1"
+    )
+    try:
+        assert stream.status == 101
+        started = api.request("POST", f"{V}/containers/{container}/start")
+        assert started.status == 204, started.body
+        output = stream.read_until_closed(timeout=30)
+    finally:
+        stream.close()
+    assert b"32 102" in output
+
+
 def test_exec_create_cmd_string(api: ApiClient, sleeper: str) -> None:
     response = api.request(
         "POST", f"{V}/containers/{sleeper}/exec", body={"Cmd": "echo hi"}
