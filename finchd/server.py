@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 # How long requests in flight, streams included, may run on after a stop signal.
 SHUTDOWN_TIMEOUT = 15.0
 
+# The max bytes of the request line and of one header line. aiohttp's default of
+# 8190 rejected longer ones with a text/plain 400 and logged a traceback. Go's
+# net/http, which dockerd uses, allows 1 MiB of request line and headers.
+MAX_REQUEST_LINE_BYTES = 1 << 20
+
 
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -143,7 +148,9 @@ async def serve(settings: Settings, paths: Paths) -> int:
     # handler_cancellation ends a handler whose client went away, so that a
     # stream with nothing to send (logs -f, events) does not keep finchd busy.
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT, handler_cancellation=True)
+                           shutdown_timeout=SHUTDOWN_TIMEOUT, handler_cancellation=True,
+                           max_line_size=MAX_REQUEST_LINE_BYTES,
+                           max_field_size=MAX_REQUEST_LINE_BYTES)
     await runner.setup()
     assert runner.server is not None
     acceptor = Acceptor(listener, runner.server, monitor.touch)

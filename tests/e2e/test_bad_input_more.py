@@ -288,14 +288,15 @@ def test_exec_create_cmd_string(api: ApiClient, sleeper: str) -> None:
     assert_client_error(response, 400, "Cmd")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiohttp rejects a request line over 8190 bytes with a text/plain 400 "
-    "before finchd's error middleware runs",
-)
 def test_long_request_line_json_error(api: ApiClient) -> None:
     response = api.request("GET", f"{V}/exec/{'a' * 10000}/json")
     assert_client_error(response, 404, "No such exec instance")
+
+
+def test_long_ps_args_json_error(api: ApiClient, sleeper: str) -> None:
+    response = api.request("GET", f"{V}/containers/{sleeper}/top?ps_args={'x' * 10000}")
+    assert response.header("Content-Type") == "application/json"
+    assert response.status < 500, response.body
 
 
 @pytest.mark.xfail(
