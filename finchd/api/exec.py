@@ -11,7 +11,7 @@ from finchd.api.params import json_body, terminal_size
 from finchd.api.streams import MULTIPLEXED, RAW, frame, hijack
 from finchd.errors import InvalidParameterError
 from finchd.services.container_io import AttachSession
-from finchd.services.exec import ExecService
+from finchd.services.exec import ExecService, check_console_size
 from finchd.services.validation import expect
 
 
@@ -37,7 +37,11 @@ async def start(request: web.Request) -> web.StreamResponse:
         raise InvalidParameterError("invalid exec start config: expected a JSON object")
     detach = bool(expect(body.get("Detach"), bool, "Detach"))
     tty = bool(expect(body.get("Tty"), bool, "Tty"))
+    check_console_size(body.get("ConsoleSize"))
     instance = await service.check_startable(request.match_info["id"])
+    if body.get("ConsoleSize"):
+        height, width = body["ConsoleSize"]
+        service.resize(instance.id, height, width)
     if detach:
         await service.start(instance.id, detach=True, tty=tty, session=None)
         return web.Response(status=200)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from finchd.errors import EngineError, InvalidParameterError
 from finchd.nerdctl.containers import Containers, JsonFileLog
@@ -112,14 +113,15 @@ class ContainerIO:
         return process
 
     async def start_piped(self, args: list[str], sessions: list[AttachSession],
-                          diagnostics: list[str] | None = None) -> asyncio.subprocess.Process:
+                          diagnostics: list[str] | None = None,
+                          user: str = "") -> asyncio.subprocess.Process:
         """Run `nerdctl ARGS` with pipes relayed to the sessions, framed per stream.
 
         With `diagnostics`, nerdctl's own log lines are taken out of stderr and their
         messages appended there.
         """
         process = await self.containers.runner.spawn(args, stdin=asyncio.subprocess.PIPE)
-        asyncio.ensure_future(self._relay_process(process, sessions, diagnostics))
+        asyncio.ensure_future(self._relay_process(process, sessions, diagnostics, user))
         return process
 
     async def _relay_terminal(self, key: str, master: int,
@@ -173,7 +175,7 @@ class ContainerIO:
         abandoned = asyncio.ensure_future(
             asyncio.gather(*(session.done.wait() for session in sessions)))
 
-        def stop_following(future: asyncio.Future[object]) -> None:
+        def stop_following(future: asyncio.Future[list[Any]]) -> None:
             # A cancelled gather stores CancelledError as its exception, which asyncio
             # logs with a traceback unless something retrieves it.
             if not future.cancelled():
@@ -209,14 +211,14 @@ class ContainerIO:
 
     async def _relay_process(self, process: asyncio.subprocess.Process,
                              sessions: list[AttachSession],
-                             diagnostics: list[str] | None = None) -> None:
+                             diagnostics: list[str] | None = None, user: str = "") -> None:
         assert process.stdin is not None
         feeders = [asyncio.ensure_future(_feed_stdin(session.stdin, process.stdin))
                    for session in sessions if session.stdin is not None]
         try:
             async for stream, data in _output_of(process):
                 if stream == STDERR and diagnostics is not None:
-                    data = strip_nerdctl_messages(data, diagnostics)
+                    data = strip_nerdctl_messages(data, diagnostics, user)
                     if not data:
                         continue
                 await _broadcast(_wanting(sessions, stream), stream, data)
@@ -267,13 +269,17 @@ async def _feed_stdin(reader: asyncio.StreamReader | None, writer: asyncio.Strea
 NERDCTL_LINE = re.compile(rb'^time="[^"]*" level=(?:fatal|error|warning) msg="(.*)"\r?(?:\n|$)', re.M)
 
 
-def strip_nerdctl_messages(data: bytes, messages: list[str]) -> bytes:
+def strip_nerdctl_messages(data: bytes, messages: list[str],
+                           user: str = "") -> bytes:
     """Replace nerdctl's logrus lines in data by their bare messages, and record them.
 
-    A message about the process's own exit status is dropped from the output.
+    A message about the process's own exit status is dropped from the output, and
+    nerdctl's failed user lookup, which names a host folder, gets dockerd's wording.
     """
     def replace(match: re.Match[bytes]) -> bytes:
         message = match.group(1).decode(errors="replace").replace('\\"', '"')
+        if "no users found" in message or "no matching entries in passwd" in message:
+            message = f"unable to find user {user}: no matching entries in passwd file"
         messages.append(message)
         return b"" if "exit code" in message else message.encode() + b"\n"
 

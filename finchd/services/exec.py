@@ -101,7 +101,8 @@ class ExecService:
                 if instance.size is not None and instance.size != size:
                     io.resize(exec_id, *instance.size)
             else:
-                instance.process = await io.start_piped(args, sessions, instance.messages)
+                instance.process = await io.start_piped(args, sessions, instance.messages,
+                                                        user=config.get("User") or "")
         except BaseException:
             # No process ran: record the failure as dockerd does, with exit code 126.
             instance.running = False
@@ -167,6 +168,15 @@ def exit_code(returncode: int, messages: list[str]) -> int:
     return returncode
 
 
+def check_console_size(value: Any) -> None:
+    """Accept null or [height, width] of non-negative integers, as ConsoleSize is."""
+    console = expect(value, list, "ConsoleSize")
+    if console is not None and (len(console) != 2 or not all(
+            isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 65535
+            for item in console)):
+        raise InvalidParameterError("invalid ConsoleSize: expected [height, width]")
+
+
 def _check_config(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidParameterError("invalid exec config: expected a JSON object")
@@ -181,10 +191,7 @@ def _check_config(body: Any) -> dict[str, Any]:
         expect(config.get(key), str, key)
     for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "Privileged"):
         expect(config.get(key), bool, key)
-    console = expect(config.get("ConsoleSize"), list, "ConsoleSize")
-    if console is not None and (len(console) != 2 or not all(
-            isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in console)):
-        raise InvalidParameterError("invalid ConsoleSize: expected [height, width]")
+    check_console_size(config.get("ConsoleSize"))
     working_dir = config.get("WorkingDir")
     if working_dir and not working_dir.startswith("/"):
         raise InvalidParameterError(f"invalid WorkingDir {working_dir!r}: the path must be absolute")

@@ -299,10 +299,6 @@ def test_long_ps_args_json_error(api: ApiClient, sleeper: str) -> None:
     assert response.status < 500, response.body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the exec start body's ConsoleSize is neither checked nor used",
-)
 def test_exec_start_bad_console_size(api: ApiClient, sleeper: str) -> None:
     exec_id = create_exec(api, sleeper, {"Cmd": ["true"]})
     response = api.request(
@@ -311,11 +307,6 @@ def test_exec_start_bad_console_size(api: ApiClient, sleeper: str) -> None:
     assert_client_error(response, 400, "ConsoleSize")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nerdctl's user lookup error names a containerd mount folder on the host "
-    "instead of the user",
-)
 def test_exec_unknown_user_message(docker: DockerCLI, sleeper: str) -> None:
     result = docker("exec", "-u", "nosuchuser", sleeper, "id")
     assert result.returncode == 126
