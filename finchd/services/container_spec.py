@@ -206,6 +206,8 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
         raise InvalidParameterError(f"unknown field HostConfig.{key}")
 
 
+# tmpfs sizes: a number with an optional k, m, g suffix, or a percentage of memory.
+TMPFS_SIZE = re.compile(r"\d+[kKmMgG]?|\d+%")
 CAPABILITY_PATTERN = re.compile(r"(?i)(CAP_)?[A-Z_]+|ALL")
 
 
@@ -220,11 +222,15 @@ def _check_host_values(host: dict[str, Any]) -> None:
         for capability in host.get(key) or []:
             if not CAPABILITY_PATTERN.fullmatch(capability):
                 raise InvalidParameterError(f"unknown capability: {capability!r} in HostConfig.{key}")
-    for path in host.get("Tmpfs") or {}:
+    for path, options in (host.get("Tmpfs") or {}).items():
         if not path.startswith("/"):
             raise InvalidParameterError(
                 f"invalid mount config for type \"tmpfs\": invalid mount path: '{path}' "
                 "mount path must be absolute")
+        for option in options.split(","):
+            name, _, value = option.partition("=")
+            if name in ("size", "nr_blocks", "nr_inodes") and not TMPFS_SIZE.fullmatch(value):
+                raise InvalidParameterError(f"invalid tmpfs option {option!r} for {path}")
 
 
 def check_platform(platform: str | None) -> None:
@@ -440,7 +446,10 @@ def resource_value(host: dict[str, Any], key: str) -> Any:
         return expect(host.get(key), list, f"HostConfig.{key}")
     if key == "OomKillDisable":
         return expect(host.get(key), bool, f"HostConfig.{key}")
-    return expect(host.get(key), int, f"HostConfig.{key}")
+    value = expect(host.get(key), int, f"HostConfig.{key}")
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise InvalidParameterError(f"invalid value for HostConfig.{key}: {value} is out of range")
+    return value
 
 
 def _check_resources(spec: CreateSpec, cgroup_limits: bool) -> None:

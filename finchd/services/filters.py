@@ -27,8 +27,6 @@ def parse_filters(raw: str | None, allowed: set[str]) -> Filters:
             result[key] = [value for value, enabled in values.items() if enabled]
         elif isinstance(values, list) and all(isinstance(value, str) for value in values):
             result[key] = list(values)
-        elif isinstance(values, str):
-            result[key] = [values]
         else:
             raise InvalidParameterError(f"invalid filter '{key}': expected a list or an object")
     return result

@@ -23,8 +23,8 @@ GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "p
            "s390x": "s390x", "riscv64": "riscv64", "i686": "386"}
 CGROUP_V1_WARNING = (
     "WARNING: Running in rootless-mode without cgroups. Systemd is required to enable "
-    "cgroups in rootless-mode. Memory, CPU and pids limits and container stats are "
-    "not available."
+    "cgroups in rootless-mode. Memory, CPU and pids limits are not enforced, and "
+    "container stats are read from /proc without cgroup accounting."
 )
 
 

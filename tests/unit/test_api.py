@@ -154,3 +154,23 @@ async def test_list_bad_filter_value_is_400(client: TestClient, filters: str) ->
     response = await client.get("/containers/json", params={"filters": filters})
     assert response.status == 400
     assert "invalid filter" in (await response.json())["message"]
+
+
+async def test_filter_given_as_string_is_400(client: TestClient) -> None:
+    response = await client.get("/containers/json", params={"filters": '{"label": "a=b"}'})
+    assert response.status == 400
+    assert "label" in (await response.json())["message"]
+
+
+async def test_create_bad_tmpfs_size_is_400(client: TestClient) -> None:
+    body = {"Image": "busybox", "HostConfig": {"Tmpfs": {"/app": "size=abc"}}}
+    response = await client.post("/containers/create", json=body)
+    assert response.status == 400
+    assert "size=abc" in (await response.json())["message"]
+
+
+async def test_create_memory_out_of_range_is_400(client: TestClient) -> None:
+    body = {"Image": "busybox", "HostConfig": {"Memory": 1e30}}
+    response = await client.post("/containers/create", json=body)
+    assert response.status == 400
+    assert "Memory" in (await response.json())["message"]
