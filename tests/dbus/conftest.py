@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures shared with the e2e te
     busybox_image,
 )
 from tests.e2e.unixhttp import ApiClient
+from tests.fixtures.processes import stop_gracefully
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SERVICE_FILE = REPOSITORY / "dbus" / "io.finchd.Finchd1.service"
@@ -211,14 +211,7 @@ class BusFinchd:
         return response.status == 200
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=FINCHD_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_gracefully(self.process, FINCHD_STOP_TIMEOUT)
 
 
 @pytest.fixture(scope="session")

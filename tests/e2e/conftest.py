@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from finchd.paths import Paths
 from tests.conftest import DOCKER_CLI
 from tests.e2e.unixhttp import ApiClient
 from tests.fixtures.images import Image, build_busybox_image, write_image_archive
+from tests.fixtures.processes import stop_gracefully
 from tests.fixtures.registry import LocalRegistry, push_image
 
 BUSYBOX = "busybox:latest"
@@ -184,14 +184,7 @@ class FinchdProcess:
         )
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=FINCHD_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_gracefully(self.process, FINCHD_STOP_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
