@@ -115,7 +115,7 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
             return error_response(405, f"method {request.method} not allowed for {request.path}")
         return error_response(exc.status, exc.reason)
     except ConnectionError:
-        # The client went away mid-stream; there is nobody left to answer.
+        # The client closed the connection mid-stream, so no response can be sent.
         status = 499
         return web.Response(status=499)
     except asyncio.CancelledError:

@@ -1,9 +1,9 @@
 """Container health checks, run by finchd because nerdctl does not run them.
 
 Each running container whose Healthcheck has a test gets a task that runs the test
-with `nerdctl exec` at the configured interval and keeps Docker's Health state
-(Status, FailingStreak, the last five results) in the container's record, so inspect
-and list can show it. Checks run only while finchd runs.
+with `nerdctl exec` at the configured interval. The task keeps Docker's Health state
+(Status, FailingStreak, the last five results) in the container's record, where
+inspect and list read it. Checks run only while finchd runs.
 """
 
 from __future__ import annotations
