@@ -159,7 +159,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 
 async def attach(request: web.Request) -> web.StreamResponse:
-    """POST /containers/{id}/attach: answers 101 and streams over the raw socket."""
+    """POST /containers/{id}/attach: switches protocols (101) and streams over the raw socket."""
     service = _service(request)
     # Read every query flag first: after the 101 response no error can reach the client.
     want_stdin, want_stdout, want_stderr = (flag(request, "stdin"), flag(request, "stdout"),

@@ -156,6 +156,7 @@ def _parse_config(spec: CreateSpec) -> None:
 
 
 def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
+    """Check HostConfig and fill the spec's binds, ports, network, restart and mounts."""
     host = spec.host_config
     spec.binds = strict_string_list(host.get("Binds"), "HostConfig.Binds") or []
     for bind in spec.binds:
@@ -166,6 +167,7 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
         mode = "none"
     spec.network = "bridge" if mode == "default" else mode
     spec.restart = parse_restart(host.get("RestartPolicy"))
+
     for key in ("AutoRemove", "Init", "Privileged", "ReadonlyRootfs", "PublishAllPorts"):
         expect(host.get(key), bool, f"HostConfig.{key}")
     if host.get("AutoRemove") and spec.restart not in ("", "no"):
@@ -187,6 +189,7 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
     _check_log_config(host.get("LogConfig"))
     _check_resources(spec, cgroup_limits)
     _check_namespaces(host)
+
     spec.mounts = _parse_mounts(host.get("Mounts"))
     strict_string_list(host.get("VolumesFrom"), "HostConfig.VolumesFrom")
     if host.get("PublishAllPorts"):
@@ -198,6 +201,7 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
         # nerdctl cannot set the OCI spec's domainname, and a rootless container may not
         # write kernel.domainname, so the field would be lost.
         raise InvalidParameterError("Domainname is not supported by finchd")
+
     for key in sorted(set(host) - set(HOST_FIELDS) - set(RESOURCE_FIELDS)):
         if is_empty(host[key]):
             continue

@@ -74,7 +74,7 @@ class ContainerService:
         found = await find_image(self.images, spec.image)
         if found is None:
             raise NoSuchImageError(spec.image)
-        # Config.Image keeps what the client sent; nerdctl gets a name it knows.
+        # Config.Image keeps what the client sent, and nerdctl gets a name in its image store.
         spec.image, image = found
         if spec.name and await self.containers.inspect([spec.name]):
             existing = await self.find(spec.name)
@@ -206,7 +206,7 @@ class ContainerService:
                 cidfile = Path(folder) / "cid"
                 args = self.containers.run_interactive_args(spec, str(cidfile))
                 new_id = await self.io.run_with_stdin(args, cidfile, sessions)
-            # nerdctl writes the cidfile before containerd knows the container.
+            # nerdctl writes the cidfile before containerd has created the container.
             await self._wait_running(new_id)
             self.records.save(new_id, record)
             self.records.delete(old_id)

@@ -85,7 +85,7 @@ def is_loopback_registry(reference: str, insecure: Iterable[str]) -> bool:
 async def find_image(images: Images, reference: str) -> tuple[str, dict[str, Any]] | None:
     """Find an image by name, or by a unique prefix of its ID as Docker lists it.
 
-    Returns a reference nerdctl can use (a name, since nerdctl knows images by the
+    Returns a reference nerdctl can use (a name, since nerdctl names images by the
     digest of their manifest, not of their config) and the image. Names are tried
     first, as dockerd does, except for a full 64-digit ID.
     """
