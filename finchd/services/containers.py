@@ -22,7 +22,7 @@ from finchd.errors import (
 )
 from finchd.nerdctl.containers import Containers, JsonFileLog
 from finchd.nerdctl.images import Images
-from finchd.services.container_io import AttachSession, ContainerIO
+from finchd.services.container_io import AttachSession, ContainerIO, console_size
 from finchd.services.container_spec import parse_create, parse_restart
 from finchd.services.container_view import inspect_view, summary_view
 from finchd.services.health import HealthMonitor
@@ -176,8 +176,12 @@ class ContainerService:
             args = self.containers.attach_start_args(view["Id"])
             # nerdctl's own errors go to a pipe, not onto the container's terminal.
             log_path = view.get("LogPath") or ""
-            await self.io.start_on_terminal(args, sessions, key=view["Id"], diagnostics=[],
-                                            log=JsonFileLog(Path(log_path)) if log_path else None)
+            # HostConfig.ConsoleSize sizes finchd's terminal, and nerdctl passes that size
+            # to the container's terminal once the task has started.
+            await self.io.start_on_terminal(
+                args, sessions, key=view["Id"], diagnostics=[],
+                log=JsonFileLog(Path(log_path)) if log_path else None,
+                size=console_size(view["HostConfig"].get("ConsoleSize")))
             await self._wait_running(view["Id"])
         else:
             started_at = now_rfc3339()
