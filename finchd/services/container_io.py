@@ -17,6 +17,7 @@ from typing import Any
 
 from finchd.errors import EngineError, InvalidParameterError
 from finchd.nerdctl.containers import Containers, JsonFileLog
+from finchd.services.timefmt import now_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ContainerIO:
             if not follow:
                 return
             tail_lines = None
-            since_time = _rfc3339(datetime.now(timezone.utc))
+            since_time = now_rfc3339()
         args = self.containers.logs_args(container_id, follow=follow, timestamps=timestamps,
                                          since=since_time, until=until_time, tail=tail_lines)
         process = await self.containers.runner.spawn(args)
@@ -446,11 +447,8 @@ def _unix_time(value: str | None, name: str) -> str | None:
     except (ValueError, OverflowError, OSError):
         # OverflowError and OSError come from times beyond what time_t or datetime holds.
         raise InvalidParameterError(f"invalid value for {name}: {value!r}") from None
-    return _rfc3339(moment.replace(microsecond=nanos // 1000))
+    return rfc3339(moment.replace(microsecond=nanos // 1000))
 
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _tail(value: str | None) -> str | None:

@@ -7,7 +7,6 @@ import logging
 import re
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from finchd.services.health import HealthMonitor
 from finchd.services.images import find_image
 from finchd.services.filters import label_matches, parse_filters
 from finchd.services.records import RecordStore
+from finchd.services.timefmt import now_rfc3339
 from finchd.services.validation import check_signal
 
 log = logging.getLogger(__name__)
@@ -448,8 +448,3 @@ def _search(pattern: str, name: str) -> bool:
         return re.search(pattern, name) is not None
     except re.error:
         return pattern in name
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from finchd.errors import FinchdError, InvalidParameterError
 from finchd.services.records import RecordStore
+from finchd.services.timefmt import now_rfc3339
 from finchd.services.validation import expect, strict_string_list
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,6 @@ def test_command(test: list[str]) -> list[str]:
     return test[1:]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 class HealthMonitor:
     """One checking task per running container that has a health check."""
 
@@ -121,14 +117,14 @@ class HealthMonitor:
                           in_start_period: bool) -> None:
         timeout = (health.get("Timeout") or 0) / NANOSECONDS or DEFAULT_TIMEOUT
         retries = health.get("Retries") or DEFAULT_RETRIES
-        begun = _now()
+        begun = now_rfc3339()
         exit_code, output = await self._exec(container_id, test_command(health["Test"]), timeout)
         record = self.records.load(container_id)
         if not record:
             return
         state = record.get("Health") or {"Status": "starting", "FailingStreak": 0, "Log": []}
         entries = (state.get("Log") or [])[-(MAX_LOG_ENTRIES - 1):]
-        entries.append({"Start": begun, "End": _now(), "ExitCode": exit_code, "Output": output})
+        entries.append({"Start": begun, "End": now_rfc3339(), "ExitCode": exit_code, "Output": output})
         state["Log"] = entries
         if exit_code == 0:
             state["Status"] = "healthy"

@@ -116,12 +116,8 @@ class ImageService:
         self._details: dict[str, dict[str, Any]] = {}
 
     async def inspect(self, name: str) -> dict[str, Any]:
-        if not name or name.startswith("-"):
-            raise NoSuchImageError(name)
-        found = await find_image(self.images, name)
-        if found is None:
-            raise NoSuchImageError(name)
-        return inspect_view(found[1])
+        _, image = await self._resolve(name)
+        return inspect_view(image)
 
     async def _resolve(self, name: str) -> tuple[str, dict[str, Any]]:
         if not name or name.startswith("-"):

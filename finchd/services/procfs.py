@@ -8,9 +8,10 @@ and resident memory, and the network counters of the container's namespace.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from finchd.services.timefmt import now_rfc3339
 
 PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -106,7 +107,7 @@ def sample(container_id: str, name: str, init_pid: int, memory_limit: int) -> di
         cpu["system_cpu_usage"] = system_cpu_nanoseconds()
         cpu["online_cpus"] = os.cpu_count() or 1
     return {
-        "read": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "read": now_rfc3339(),
         "preread": "0001-01-01T00:00:00Z",
         "pids_stats": {"current": len(pids)} if pids else {},
         "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None,

@@ -9,6 +9,15 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 _FRACTION = re.compile(r"\.(\d+)")
 
 
+def rfc3339(moment: datetime) -> str:
+    """Format an aware time as RFC 3339 with a `Z` for UTC."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def now_rfc3339() -> str:
+    return rfc3339(datetime.now(timezone.utc))
+
+
 def parse_time(value: str | None) -> datetime | None:
     """Parse an RFC 3339 time with up to nanosecond precision. None if unset."""
     if not value or value.startswith("0001-01-01"):

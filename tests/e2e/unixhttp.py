@@ -36,11 +36,10 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-@dataclass(frozen=True)
-class ApiResponse:
-    status: int
+class HeaderLookup:
+    """Case-insensitive access to a response's header list."""
+
     headers: list[tuple[str, str]]
-    body: bytes
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -51,12 +50,19 @@ class ApiResponse:
     def header_names(self) -> set[str]:
         return {key.lower() for key, _ in self.headers}
 
+
+@dataclass(frozen=True)
+class ApiResponse(HeaderLookup):
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
     def json(self) -> Any:
         return json.loads(self.body)
 
 
 @dataclass
-class UpgradedStream:
+class UpgradedStream(HeaderLookup):
     """A connection after the daemon's response to an upgrade request.
 
     `data` contains the stream bytes that arrived with the response headers.
@@ -66,15 +72,6 @@ class UpgradedStream:
     headers: list[tuple[str, str]]
     sock: socket.socket
     data: bytes
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
-
-    def header_names(self) -> set[str]:
-        return {key.lower() for key, _ in self.headers}
 
     def read_until_closed(self, timeout: float) -> bytes:
         """Read the stream until the daemon closes it; raise TimeoutError if not."""
