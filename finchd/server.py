@@ -49,7 +49,7 @@ SHUTDOWN_TIMEOUT = 15.0
 MAX_REQUEST_LINE_BYTES = 1 << 20
 
 
-# sun_path holds 108 bytes including the terminating NUL.
+# sun_path has room for 108 bytes, including the terminating NUL.
 MAX_SOCKET_PATH = 107
 
 

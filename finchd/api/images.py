@@ -67,7 +67,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     first = await anext(messages)
     second = await anext(messages, None)
     if second is not None and "error" in second:
-        # The pull failed before anything was written: answer with a plain error, as dockerd does.
+        # The pull failed before anything was written, so the response is a plain error, as with dockerd.
         status = 404 if "not found" in second["error"] else 500
         return json_response({"message": second["error"]}, status=status)
     response = await json_lines(request)

@@ -98,7 +98,9 @@ class Images:
     async def load(self, chunks: AsyncIterator[bytes]) -> list[str]:
         """Feed an image archive to `nerdctl image load` and return the loaded names."""
         process = await self.runner.spawn(["image", "load"], stdin=asyncio.subprocess.PIPE)
-        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         stderr_task = asyncio.ensure_future(process.stderr.read())
         stdout_task = asyncio.ensure_future(process.stdout.read())
         try:

@@ -32,9 +32,9 @@ def parse_filters(raw: str | None, allowed: set[str]) -> Filters:
     return result
 
 
-def label_matches(labels: dict[str, str], wanted: list[str]) -> bool:
-    """Every `key` or `key=value` in wanted must be satisfied."""
-    for item in wanted:
+def label_matches(labels: dict[str, str], expected: list[str]) -> bool:
+    """Return whether labels satisfy every `key` or `key=value` in expected."""
+    for item in expected:
         key, has_value, value = item.partition("=")
         if key not in labels:
             return False

@@ -208,7 +208,7 @@ def _count_fds() -> int:
 
 
 def _engine_id(root: Path) -> str:
-    """A stable engine id, kept in the data directory."""
+    """Return the engine id, created once and then read from the data directory."""
     path = root / "engine-id"
     try:
         return path.read_text().strip()
