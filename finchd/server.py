@@ -21,6 +21,7 @@ from finchd.engine.environment import engine_env, engine_versions
 from finchd.engine.supervisor import engine_running, ensure_engine
 from finchd.lifecycle import Acceptor, ActivityMonitor, Lifecycle, StatusReporter
 from finchd.nerdctl.archive import ContainerFiles
+from finchd.nerdctl.containerd import Containerd
 from finchd.nerdctl.containers import Containers
 from finchd.nerdctl.events import Events
 from finchd.nerdctl.images import Images
@@ -60,7 +61,8 @@ class SocketUnusableError(Exception):
 def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
     runner = Runner(settings.nerdctl, lambda: engine_env(settings, paths),
                     paths.rootlesskit_state)
-    containers = Containers(runner)
+    containerd = Containerd(paths.containerd_socket, settings.namespace)
+    containers = Containers(runner, containerd)
     images = Images(runner)
     networks = Networks(runner)
     container_service = ContainerService(containers, images,
@@ -75,7 +77,7 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
         "exec": ExecService(container_service),
         "events": EventService(Events(runner), containers, settings.namespace),
         "archive": ArchiveService(container_service,
-                                  ContainerFiles(runner, paths, settings.namespace)),
+                                  ContainerFiles(runner, paths, containerd)),
         "images": ImageService(images, settings.insecure_registries),
         "system": system,
         "status": StatusMonitor(system, Events(runner), settings.namespace,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+PREDEFINED_NETWORKS = ("default", "bridge", "host", "none")
+
 
 @dataclass
 class PortBinding:
@@ -51,4 +53,16 @@ class CreateSpec:
     publish_all: list[str] = field(default_factory=list)
     ipv4_address: str = ""
     ipv6_address: str = ""
+    aliases: list[str] = field(default_factory=list)
+    console_size: tuple[int, int] | None = None
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def on_user_network(self) -> bool:
+        """True when the container joins a user-defined network, where Docker resolves aliases."""
+        return is_user_network(self.network)
+
+
+def is_user_network(name: str) -> bool:
+    """Return whether a network name is user-defined, not one of Docker's predefined modes."""
+    return name not in PREDEFINED_NETWORKS and not name.startswith("container:")

@@ -11,8 +11,8 @@ from finchd.api.params import json_body, terminal_size
 from finchd.api.streams import MULTIPLEXED, RAW, frame, hijack
 from finchd.errors import InvalidParameterError
 from finchd.services.container_io import AttachSession
-from finchd.services.exec import ExecService, check_console_size
-from finchd.services.validation import expect
+from finchd.services.exec import ExecService
+from finchd.services.validation import check_console_size, expect
 
 
 def _service(request: web.Request) -> ExecService:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from finchd.errors import EngineError
+from finchd.nerdctl.containerd import Containerd
 from finchd.nerdctl.containers import raise_for_container
 from finchd.nerdctl.runner import Runner
 from finchd.paths import Paths
@@ -26,88 +27,8 @@ from finchd.paths import Paths
 log = logging.getLogger(__name__)
 
 HELPER = Path(__file__).with_name("archive_helper.py")
-SNAPSHOT_MOUNTS_METHOD = "/containerd.services.snapshots.v1.Snapshots/Mounts"
-RPC_TIMEOUT = 30.0
 READ_CHUNK = 1 << 16
 STDERR_TAIL = 4000
-
-
-def _protobuf_string(field: int, value: str) -> bytes:
-    data = value.encode()
-    return _varint(field << 3 | 2) + _varint(len(data)) + data
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        low = number & 0x7F
-        number >>= 7
-        if number:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-def _protobuf_fields(data: bytes) -> list[tuple[int, bytes | int]]:
-    """Decode one protobuf message into (field number, value) pairs."""
-    fields: list[tuple[int, bytes | int]] = []
-    position = 0
-    while position < len(data):
-        key, position = _read_varint(data, position)
-        field, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, position = _read_varint(data, position)
-            fields.append((field, value))
-        elif wire_type == 2:
-            length, position = _read_varint(data, position)
-            fields.append((field, data[position:position + length]))
-            position += length
-        elif wire_type == 1:
-            position += 8
-        elif wire_type == 5:
-            position += 4
-        else:
-            raise EngineError(f"invalid reply from containerd: unknown protobuf wire type {wire_type}")
-    return fields
-
-
-def _read_varint(data: bytes, position: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if position >= len(data):
-            raise EngineError("invalid reply from containerd: truncated protobuf varint")
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
-
-
-def decode_mounts(reply: bytes) -> list[dict[str, Any]]:
-    """Decode a MountsResponse: `repeated Mount mounts = 1`, each with type,
-    source, target and repeated options (fields 1 to 4)."""
-    mounts = []
-    for field, value in _protobuf_fields(reply):
-        if field != 1 or not isinstance(value, bytes):
-            continue
-        mount: dict[str, Any] = {"type": "", "source": "", "target": "", "options": []}
-        for inner, item in _protobuf_fields(value):
-            if not isinstance(item, bytes):
-                continue
-            text = item.decode()
-            if inner == 1:
-                mount["type"] = text
-            elif inner == 2:
-                mount["source"] = text
-            elif inner == 3:
-                mount["target"] = text
-            elif inner == 4:
-                mount["options"].append(text)
-        mounts.append(mount)
-    return mounts
 
 
 class HelperProcess:
@@ -184,10 +105,10 @@ class HelperProcess:
 class ContainerFiles:
     """The engine side of the archive, export and changes endpoints."""
 
-    def __init__(self, runner: Runner, paths: Paths, namespace: str):
+    def __init__(self, runner: Runner, paths: Paths, containerd: Containerd):
         self.runner = runner
         self.paths = paths
-        self.namespace = namespace
+        self.containerd = containerd
 
     async def inspect_native(self, container_id: str) -> dict[str, Any]:
         """Return nerdctl's native inspect of one container (spec, snapshot key)."""
@@ -206,24 +127,7 @@ class ContainerFiles:
 
     async def snapshot_mounts(self, snapshotter: str, key: str) -> list[dict[str, Any]]:
         """Return the mounts of a snapshot from containerd's Snapshots API."""
-        request = _protobuf_string(1, snapshotter) + _protobuf_string(2, key)
-        reply = await asyncio.to_thread(self._call, SNAPSHOT_MOUNTS_METHOD, request)
-        return decode_mounts(reply)
-
-    def _call(self, method: str, request: bytes) -> bytes:
-        import grpc  # type: ignore[import-untyped]
-
-        target = f"unix://{self.paths.containerd_socket}"
-        with grpc.insecure_channel(target) as channel:
-            call = channel.unary_unary(method)
-            try:
-                reply: bytes = call(
-                    request, timeout=RPC_TIMEOUT,
-                    metadata=[("containerd-namespace", self.namespace)],
-                )
-            except grpc.RpcError as exc:
-                raise EngineError(f"containerd {method} failed: {exc.details()}") from exc
-        return reply
+        return await self.containerd.snapshot_mounts(snapshotter, key)
 
     def helper_argv(self, operation: str, config: dict[str, Any]) -> list[str]:
         """Build the argv that runs the helper in the rootlesskit child's namespaces."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from finchd.errors import (
     InvalidParameterError,
     NoSuchContainerError,
 )
+from finchd.nerdctl.containerd import Containerd
 from finchd.nerdctl.runner import Result, Runner
 from finchd.specs import CreateSpec, Mount
 
@@ -24,6 +26,8 @@ NOT_FOUND_MARKERS = ("no such container", "not found")
 # dockerd's default seconds between the stop signal and SIGKILL.
 STOP_TIMEOUT = 10
 STOP_POLL_SECONDS = 0.2
+# The OCI annotation that nerdctl's OCI hook reads as the container's host name.
+HOSTNAME_ANNOTATION = "nerdctl/hostname"
 
 
 def raise_for_container(result: Result, reference: str) -> None:
@@ -37,6 +41,26 @@ def raise_for_container(result: Result, reference: str) -> None:
     if "already used" in lowered or "already exists" in lowered:
         raise ConflictError(text)
     raise EngineError(text or "nerdctl failed")
+
+
+def hosts_names(container_id: str, spec: CreateSpec) -> list[str]:
+    """Return the names of a container in hosts files, or [] where nerdctl's default will do.
+
+    Docker resolves a container's aliases and its short ID on user-defined
+    networks, and lists `HOSTNAME.DOMAINNAME` first when a domain name is set.
+    nerdctl has no option for either, but its OCI hook writes the words of each
+    container's `nerdctl/hostname` annotation into the hosts file of every
+    container on the same network (nerdctl 2.0's hostsstore). It appends
+    `.NETWORK` to the last word only, so the host name stays first.
+    """
+    hostname = spec.config.get("Hostname") or container_id[:12]
+    domainname = spec.config.get("Domainname") or ""
+    extra = [*spec.aliases, container_id[:12]] if spec.on_user_network else []
+    extra = [name for name in dict.fromkeys(extra) if name != hostname]
+    if not extra and not domainname:
+        return []
+    first = [f"{hostname}.{domainname}"] if domainname else []
+    return [*first, hostname, *extra]
 
 
 def create_args(spec: CreateSpec, *, log_opts: dict[str, str] | None = None) -> list[str]:
@@ -180,8 +204,9 @@ class JsonFileLog:
 class Containers:
     """nerdctl's container commands."""
 
-    def __init__(self, runner: Runner):
+    def __init__(self, runner: Runner, containerd: Containerd | None = None):
         self.runner = runner
+        self.containerd = containerd
 
     async def create(self, spec: CreateSpec) -> str:
         result = await self.runner.run(create_args(spec), check=False)
@@ -199,7 +224,55 @@ class Containers:
             if "invalid tmpfs option" in text:
                 raise InvalidParameterError(text)
             raise EngineError(text or "nerdctl create failed")
-        return result.stdout.decode().strip().splitlines()[-1]
+        container_id = result.stdout.decode().strip().splitlines()[-1]
+        try:
+            await self._write_runtime_options(container_id, spec)
+        except BaseException:
+            await self.runner.run(["container", "rm", "--force", "--", container_id], check=False)
+            raise
+        return container_id
+
+    async def _write_runtime_options(self, container_id: str, spec: CreateSpec) -> None:
+        """Store the create options that nerdctl has no flag for in the OCI runtime spec.
+
+        containerd writes the stored spec into the bundle of every task it creates,
+        so the options hold for each start of the container.
+        """
+        names = hosts_names(container_id, spec)
+        domainname = spec.config.get("Domainname") or ""
+        if spec.console_size is None and not names and not domainname:
+            return
+        if self.containerd is None:
+            raise EngineError("console size, domain name and network aliases need containerd's API")
+        type_url, runtime_spec = await self.containerd.container_spec(container_id)
+        if spec.console_size is not None:
+            height, width = spec.console_size
+            # runc sizes the terminal before the process starts, which a resize
+            # after `nerdctl start` cannot do.
+            process = runtime_spec.setdefault("process", {})
+            process["consoleSize"] = {"height": height, "width": width}
+        if names:
+            annotations = runtime_spec.setdefault("annotations", {})
+            annotations[HOSTNAME_ANNOTATION] = " ".join(names)
+        if domainname:
+            hooks = runtime_spec.setdefault("hooks", {})
+            hooks.setdefault("createContainer", []).append(self._domainname_hook(domainname))
+        await self.containerd.replace_container_spec(container_id, type_url, runtime_spec)
+
+    def _domainname_hook(self, domainname: str) -> dict[str, Any]:
+        """Return an OCI createContainer hook that sets the container's NIS domain name.
+
+        runc 1.1 ignores the spec's `domainname`, and a rootless container may not
+        write /proc/sys/kernel/domainname, which the host's root owns. runc runs
+        createContainer hooks in the container's namespaces before it drops
+        capabilities, where setdomainname(2) is allowed.
+        """
+        program = shutil.which("domainname", path=self.runner.env.get("PATH"))
+        if program is None:
+            raise InvalidParameterError(
+                "Domainname needs the domainname program on the host; install the "
+                "hostname package")
+        return {"path": program, "args": ["domainname", domainname]}
 
     async def list_ids(self) -> list[str]:
         result = await self.runner.run(["container", "ls", "--all", "--quiet", "--no-trunc"])

@@ -239,17 +239,6 @@ class ContainerIO:
         return True
 
 
-def console_size(value: object) -> tuple[int, int] | None:
-    """Return a ConsoleSize of [height, width] as a tuple, or None unless both are positive."""
-    if not isinstance(value, list) or len(value) != 2:
-        return None
-    height, width = value
-    if not all(isinstance(item, int) and not isinstance(item, bool) and 0 < item <= 65535
-               for item in (height, width)):
-        return None
-    return height, width
-
-
 def _set_size(master: int, height: int, width: int) -> None:
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 

@@ -8,9 +8,11 @@ from typing import Any
 
 from finchd.errors import InvalidParameterError
 from finchd.services.health import check_healthcheck
-from finchd.specs import CreateSpec, Mount, PortBinding
+from finchd.specs import CreateSpec, Mount, PortBinding, is_user_network
 from finchd.services.validation import (
+    check_console_size,
     check_signal,
+    console_size,
     describe,
     expect,
     is_empty,
@@ -23,6 +25,10 @@ from finchd.services.validation import (
 # The kernel's HOST_NAME_MAX: sethostname fails for anything longer.
 MAX_HOSTNAME = 64
 NAME_PATTERN = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# setdomainname takes at most 64 bytes, and the name also goes into hosts files.
+DOMAINNAME_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,63}")
+# An alias becomes a name in the hosts files of the containers on its network.
+ALIAS_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,254}")
 # nerdctl's name store writes a file named `.temp.NAME`, and a file name has at
 # most 255 bytes (NAME_MAX), so longer names fail there.
 MAX_NAME_LENGTH = 249
@@ -121,6 +127,11 @@ def _parse_config(spec: CreateSpec) -> None:
     if len(hostname) > MAX_HOSTNAME:
         raise InvalidParameterError(
             f"invalid hostname {hostname[:20]}...: longer than {MAX_HOSTNAME} characters")
+    domainname = config.get("Domainname") or ""
+    if domainname and not DOMAINNAME_PATTERN.fullmatch(domainname):
+        raise InvalidParameterError(
+            f"invalid Domainname {domainname[:80]!r}: expected at most {MAX_HOSTNAME} "
+            "letters, digits, '.', '-' and '_'")
     for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",
                 "StdinOnce", "NetworkDisabled", "ArgsEscaped"):
         expect(config.get(key), bool, key)
@@ -178,6 +189,9 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
     for key in ("Tmpfs", "Sysctls", "Annotations"):
         string_map(host.get(key), f"HostConfig.{key}")
     _check_host_values(host)
+    check_console_size(host.get("ConsoleSize"))
+    if spec.config.get("Tty"):
+        spec.console_size = console_size(host.get("ConsoleSize"))
     for key in ("Runtime", "PidMode", "IpcMode", "UTSMode"):
         expect(host.get(key), str, f"HostConfig.{key}")
     for extra_host in host.get("ExtraHosts") or []:
@@ -197,10 +211,8 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
                             if not any(f"{binding.container_port}/{binding.protocol}" == port
                                        for binding in spec.ports)]
     _parse_networking(spec)
-    if spec.config.get("Domainname"):
-        # nerdctl cannot set the OCI spec's domainname, and a rootless container may not
-        # write kernel.domainname, so the field would be lost.
-        raise InvalidParameterError("Domainname is not supported by finchd")
+    if spec.config.get("Domainname") and host.get("UTSMode") == "host":
+        raise InvalidParameterError("conflicting options: Domainname and the UTS mode host")
 
     for key in sorted(set(host) - set(HOST_FIELDS) - set(RESOURCE_FIELDS)):
         if is_empty(host[key]):
@@ -304,21 +316,34 @@ def _parse_networking(spec: CreateSpec) -> None:
     endpoints = expect(spec.networking_config.get("EndpointsConfig"), dict,
                        "NetworkingConfig.EndpointsConfig") or {}
     for name, endpoint in endpoints.items():
-        endpoint = expect(endpoint, dict, f"NetworkingConfig.EndpointsConfig.{name}") or {}
-        aliases = strict_string_list(endpoint.get("Aliases"), "Aliases") or []
-        if aliases:
-            spec.warnings.append(
-                f"network aliases {', '.join(aliases)} on {name} are recorded but not resolvable: "
-                "nerdctl has no network alias support")
-        ipam = expect(endpoint.get("IPAMConfig"), dict, "IPAMConfig") or {}
-        spec.ipv4_address = expect(ipam.get("IPv4Address"), str, "IPAMConfig.IPv4Address") or spec.ipv4_address
-        spec.ipv6_address = expect(ipam.get("IPv6Address"), str, "IPAMConfig.IPv6Address") or spec.ipv6_address
-        for address in (spec.ipv4_address, spec.ipv6_address):
+        where = f"NetworkingConfig.EndpointsConfig.{name}"
+        endpoint = expect(endpoint, dict, where) or {}
+        aliases = strict_string_list(endpoint.get("Aliases"), f"{where}.Aliases") or []
+        for alias in aliases:
+            if not ALIAS_PATTERN.fullmatch(alias):
+                raise InvalidParameterError(
+                    f"invalid network alias {alias!r} in {where}.Aliases: an alias is a host "
+                    "name of letters, digits, '.', '-' and '_'")
+        ipam = expect(endpoint.get("IPAMConfig"), dict, f"{where}.IPAMConfig") or {}
+        ipv4 = expect(ipam.get("IPv4Address"), str, f"{where}.IPAMConfig.IPv4Address") or ""
+        ipv6 = expect(ipam.get("IPv6Address"), str, f"{where}.IPAMConfig.IPv6Address") or ""
+        for address in (ipv4, ipv6):
             if address:
                 try:
                     ipaddress.ip_address(address)
                 except ValueError:
                     raise InvalidParameterError(f"invalid IP address {address!r} in IPAMConfig") from None
+        # dockerd's rules: the predefined networks have no per-network names or addresses.
+        if not (spec.on_user_network and is_user_network(name)):
+            if ipv4 or ipv6:
+                raise InvalidParameterError(
+                    "user specified IP address is supported on user defined networks only")
+            if aliases:
+                raise InvalidParameterError(
+                    "network-scoped alias is supported only for containers in user defined networks")
+        spec.ipv4_address = ipv4 or spec.ipv4_address
+        spec.ipv6_address = ipv6 or spec.ipv6_address
+        spec.aliases += [alias for alias in aliases if alias not in spec.aliases]
 
 
 def _check_bind(bind: str) -> None:

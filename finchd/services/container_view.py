@@ -7,6 +7,7 @@ from typing import Any
 
 from finchd.services.health import effective_healthcheck
 from finchd.services.timefmt import ZERO_TIME, human_duration, since, unix_seconds
+from finchd.specs import is_user_network
 
 NETWORKS_LABEL = "nerdctl/networks"
 NERDCTL_LABEL_PREFIXES = ("nerdctl/", "io.containerd.", "containerd.io/")
@@ -64,11 +65,14 @@ def network_names(native: dict[str, Any]) -> list[str]:
     return [str(name) for name in names] or ["bridge"]
 
 
-def _endpoint(native_endpoint: dict[str, Any] | None, gateway: str) -> dict[str, Any]:
+def _endpoint(native_endpoint: dict[str, Any] | None, gateway: str,
+              sent: dict[str, Any] | None = None) -> dict[str, Any]:
     endpoint = native_endpoint or {}
     running = bool(endpoint.get("IPAddress"))
+    sent = sent or {}
     return {
-        "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "",
+        "IPAMConfig": sent.get("IPAMConfig") or None, "Links": None,
+        "Aliases": sent.get("Aliases") or None, "NetworkID": "",
         "EndpointID": "", "Gateway": gateway if running else "",
         "IPAddress": endpoint.get("IPAddress") or "",
         "IPPrefixLen": endpoint.get("IPPrefixLen") or 0,
@@ -78,7 +82,21 @@ def _endpoint(native_endpoint: dict[str, Any] | None, gateway: str) -> dict[str,
     }
 
 
-def network_settings(native: dict[str, Any], gateways: dict[str, str]) -> dict[str, Any]:
+def _sent_endpoint(native: dict[str, Any], name: str,
+                   networking_config: dict[str, Any]) -> dict[str, Any]:
+    """Return the request's EndpointsConfig entry for a network, with Docker's short ID alias."""
+    endpoints = networking_config.get("EndpointsConfig") or {}
+    sent = dict(endpoints.get(name) or (endpoints.get("default") if name == "bridge" else None)
+                or {})
+    if is_user_network(name):
+        short_id = str(native.get("Id") or "")[:12]
+        aliases = list(sent.get("Aliases") or [])
+        sent["Aliases"] = aliases if short_id in aliases else [*aliases, short_id]
+    return sent
+
+
+def network_settings(native: dict[str, Any], gateways: dict[str, str],
+                     networking_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build NetworkSettings. It is an object even before the container starts."""
     settings = native.get("NetworkSettings") or {}
     native_networks = list((settings.get("Networks") or {}).values())
@@ -88,7 +106,8 @@ def network_settings(native: dict[str, Any], gateways: dict[str, str]) -> dict[s
             networks[name] = _endpoint(None, "")
             continue
         endpoint = native_networks[index] if index < len(native_networks) else None
-        networks[name] = _endpoint(endpoint, gateways.get(name, ""))
+        sent = _sent_endpoint(native, name, networking_config or {})
+        networks[name] = _endpoint(endpoint, gateways.get(name, ""), sent)
     first = next(iter(networks.values()), _endpoint(None, ""))
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
@@ -193,7 +212,8 @@ def inspect_view(native: dict[str, Any], record: dict[str, Any],
         "GraphDriver": {"Name": native.get("Driver") or "overlayfs", "Data": None},
         "Mounts": mounts_of(native),
         "Config": config_of(native, record),
-        "NetworkSettings": network_settings(native, gateways),
+        "NetworkSettings": network_settings(native, gateways,
+                                            record.get("NetworkingConfig") or {}),
     }
 
 

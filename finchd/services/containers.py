@@ -21,7 +21,7 @@ from finchd.errors import (
 )
 from finchd.nerdctl.containers import Containers, JsonFileLog
 from finchd.nerdctl.images import Images
-from finchd.services.container_io import AttachSession, ContainerIO, console_size
+from finchd.services.container_io import AttachSession, ContainerIO
 from finchd.services.container_spec import parse_create, parse_restart
 from finchd.services.container_view import inspect_view, summary_view
 from finchd.services.health import HealthMonitor
@@ -29,7 +29,7 @@ from finchd.services.images import find_image
 from finchd.services.filters import label_matches, parse_filters
 from finchd.services.records import RecordStore
 from finchd.services.timefmt import now_rfc3339
-from finchd.services.validation import check_signal
+from finchd.services.validation import check_signal, console_size
 
 log = logging.getLogger(__name__)
 

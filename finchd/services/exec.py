@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finchd.errors import ConflictError, InvalidParameterError, NotFoundError
-from finchd.services.container_io import AttachSession, console_size
+from finchd.services.container_io import AttachSession
 from finchd.services.containers import ContainerService
-from finchd.services.validation import expect, strict_string_list
+from finchd.services.validation import check_console_size, console_size, expect, strict_string_list
 
 log = logging.getLogger(__name__)
 
@@ -166,15 +166,6 @@ def exit_code(returncode: int, messages: list[str]) -> int:
     if returncode != 0 and messages:
         return 126
     return returncode
-
-
-def check_console_size(value: Any) -> None:
-    """Accept null or [height, width] of non-negative integers, as ConsoleSize is."""
-    console = expect(value, list, "ConsoleSize")
-    if console is not None and (len(console) != 2 or not all(
-            isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 65535
-            for item in console)):
-        raise InvalidParameterError("invalid ConsoleSize: expected [height, width]")
 
 
 def _check_config(body: Any) -> dict[str, Any]:

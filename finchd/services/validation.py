@@ -119,3 +119,23 @@ def check_signal(value: str) -> None:
         if name in SIGNAL_NAMES or REALTIME_SIGNAL.match(name):
             return
     raise InvalidParameterError(f"Invalid signal: {value}")
+
+
+def check_console_size(value: Any) -> None:
+    """Accept null or [height, width] of non-negative integers, as ConsoleSize is."""
+    console = expect(value, list, "ConsoleSize")
+    if console is not None and (len(console) != 2 or not all(
+            isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 65535
+            for item in console)):
+        raise InvalidParameterError("invalid ConsoleSize: expected [height, width]")
+
+
+def console_size(value: object) -> tuple[int, int] | None:
+    """Return a ConsoleSize of [height, width] as a tuple, or None unless both are positive."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    height, width = value
+    if not all(isinstance(item, int) and not isinstance(item, bool) and 0 < item <= 65535
+               for item in (height, width)):
+        return None
+    return height, width

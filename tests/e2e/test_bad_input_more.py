@@ -251,12 +251,6 @@ def test_exec_tty_console_size(api: ApiClient, sleeper: str) -> None:
     assert b"31 101" in output
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="nerdctl sizes the container's terminal only after its process has started, "
-    "because HostConfig.ConsoleSize cannot reach the OCI spec through nerdctl, so a "
-    "process that reads its size at once wins or loses a race",
-)
 def test_run_tty_console_size(api: ApiClient, busybox: str, cleanup: Cleanup) -> None:
     """The docker CLI sends HostConfig.ConsoleSize at create and resizes only after start."""
     body = {

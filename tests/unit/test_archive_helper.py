@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from finchd.nerdctl import archive_helper as helper
-from finchd.nerdctl.archive import _protobuf_string, decode_mounts
+from finchd.nerdctl.containerd import decode_mounts, protobuf_string
 
 
 @pytest.mark.parametrize(
@@ -57,8 +57,8 @@ def test_format_mtime_rfc3339(tmp_path: Path) -> None:
 
 
 def test_decode_mounts_reply() -> None:
-    mount = (_protobuf_string(1, "overlay") + _protobuf_string(2, "overlay")
-             + _protobuf_string(4, "upperdir=/u") + _protobuf_string(4, "lowerdir=/a:/b"))
+    mount = (protobuf_string(1, "overlay") + protobuf_string(2, "overlay")
+             + protobuf_string(4, "upperdir=/u") + protobuf_string(4, "lowerdir=/a:/b"))
     reply = bytes([1 << 3 | 2, len(mount)]) + mount
     assert decode_mounts(reply) == [{
         "type": "overlay", "source": "overlay", "target": "",

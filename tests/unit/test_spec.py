@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from finchd.errors import InvalidParameterError
-from finchd.nerdctl.containers import create_args
+from finchd.nerdctl.containers import create_args, hosts_names
 from finchd.services.container_spec import parse_create
 
 
@@ -52,3 +52,59 @@ def test_zero_values_of_unsupported_fields_pass() -> None:
     body = {"Image": "busybox", "HostConfig": {"VolumesFrom": None, "Links": [],
                                                "CgroupnsMode": "", "OomScoreAdj": 0}}
     assert parse_create(body, None, False).warnings == []
+
+
+CONTAINER_ID = "0123456789ab" + "c" * 52
+
+
+def test_hosts_names_default_network_unchanged() -> None:
+    spec = parse_create({"Image": "busybox"}, None, False)
+    assert hosts_names(CONTAINER_ID, spec) == []
+
+
+def test_hosts_names_aliases_follow_hostname() -> None:
+    body = {"Image": "busybox", "HostConfig": {"NetworkMode": "net1"},
+            "NetworkingConfig": {"EndpointsConfig": {"net1": {"Aliases": ["db", "db"]}}}}
+    spec = parse_create(body, None, False)
+    assert hosts_names(CONTAINER_ID, spec) == ["0123456789ab", "db"]
+
+
+def test_hosts_names_short_id_with_custom_hostname() -> None:
+    body = {"Image": "busybox", "Hostname": "web", "HostConfig": {"NetworkMode": "net1"}}
+    spec = parse_create(body, None, False)
+    assert hosts_names(CONTAINER_ID, spec) == ["web", "0123456789ab"]
+
+
+def test_hosts_names_domainname_first() -> None:
+    body = {"Image": "busybox", "Hostname": "web", "Domainname": "example.org"}
+    spec = parse_create(body, None, False)
+    assert hosts_names(CONTAINER_ID, spec) == ["web.example.org", "web"]
+
+
+@pytest.mark.parametrize("network", ["default", "bridge", "host", "none"])
+def test_alias_on_predefined_network_rejected(network: str) -> None:
+    body = {"Image": "busybox", "HostConfig": {"NetworkMode": network},
+            "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": ["a"]}}}}
+    with pytest.raises(InvalidParameterError, match="network-scoped alias"):
+        parse_create(body, None, False)
+
+
+def test_alias_for_other_network_key_rejected() -> None:
+    body = {"Image": "busybox", "HostConfig": {"NetworkMode": "net1"},
+            "NetworkingConfig": {"EndpointsConfig": {"bridge": {"Aliases": ["a"]}}}}
+    with pytest.raises(InvalidParameterError, match="network-scoped alias"):
+        parse_create(body, None, False)
+
+
+def test_console_size_kept_only_with_tty() -> None:
+    host = {"ConsoleSize": [30, 100]}
+    with_tty = parse_create({"Image": "busybox", "Tty": True, "HostConfig": host}, None, False)
+    without_tty = parse_create({"Image": "busybox", "HostConfig": host}, None, False)
+    assert with_tty.console_size == (30, 100)
+    assert without_tty.console_size is None
+
+
+@pytest.mark.parametrize("domainname", ["two words", "a" * 65, "-x", "a#b"])
+def test_invalid_domainname_rejected(domainname: str) -> None:
+    with pytest.raises(InvalidParameterError, match="invalid Domainname"):
+        parse_create({"Image": "busybox", "Domainname": domainname}, None, False)

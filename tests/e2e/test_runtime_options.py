@@ -1,0 +1,230 @@
+"""Create options finchd writes into the OCI spec: aliases, addresses, console size, domain name."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.e2e.conftest import DockerCLI, unique_name
+from tests.e2e.test_bad_input import assert_client_error
+from tests.e2e.unixhttp import ApiClient
+
+pytestmark = pytest.mark.engine
+
+V = "/v1.43"
+
+
+@pytest.fixture
+def user_network(docker: DockerCLI) -> Iterator[str]:
+    """Create a user-defined network. Tests request it before `name`, so it outlives their containers."""
+    network = unique_name("net")
+    docker.ok("network", "create", network)
+    yield network
+    docker("network", "rm", network)
+
+
+def resolved_address(docker: DockerCLI, busybox: str, network: str, host: str) -> str:
+    """Return the IPv4 address a new container on the network finds for a host name."""
+    result = docker("run", "--rm", "--network", network, busybox,
+                    "ping", "-c", "1", "-W", "1", host)
+    # busybox ping prints `PING HOST (ADDRESS): 56 data bytes` once the name resolves.
+    for line in result.stdout.splitlines():
+        if line.startswith(f"PING {host} ("):
+            return line.split("(", 1)[1].split(")", 1)[0]
+    return ""
+
+
+def container_address(docker: DockerCLI, container: str, network: str) -> str:
+    template = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
+    return docker.ok("inspect", "--format", template, container).stdout.strip()
+
+
+def test_alias_resolves_from_other_container(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    container = name("db")
+    docker.ok("run", "-d", "--name", container, "--network", user_network,
+              "--network-alias", "database", "--network-alias", "cache", busybox, "sleep", "300")
+    address = container_address(docker, container, user_network)
+    assert address
+    assert resolved_address(docker, busybox, user_network, "database") == address
+    assert resolved_address(docker, busybox, user_network, "cache") == address
+    assert resolved_address(docker, busybox, user_network, container) == address
+
+
+def test_alias_resolves_inside_container(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    container = name("self")
+    docker.ok("run", "-d", "--name", container, "--network", user_network,
+              "--network-alias", "myself", busybox, "sleep", "300")
+    result = docker("exec", container, "ping", "-c", "1", "-W", "1", "myself")
+    address = container_address(docker, container, user_network)
+    assert f"PING myself ({address})" in result.stdout
+
+
+def test_alias_survives_restart(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    container = name("restarted")
+    docker.ok("run", "-d", "--name", container, "--network", user_network,
+              "--network-alias", "stable", busybox, "sleep", "300")
+    docker.ok("restart", "-t", "1", container)
+    address = container_address(docker, container, user_network)
+    assert resolved_address(docker, busybox, user_network, "stable") == address
+
+
+def test_short_id_resolves_with_hostname(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    container = name("named-host")
+    container_id = docker.ok("run", "-d", "--name", container, "--hostname", "custom",
+                             "--network", user_network, busybox, "sleep", "300").stdout.strip()
+    address = container_address(docker, container, user_network)
+    assert resolved_address(docker, busybox, user_network, container_id[:12]) == address
+    assert resolved_address(docker, busybox, user_network, "custom") == address
+
+
+def test_inspect_lists_aliases(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    container = name("listed")
+    container_id = docker.ok("create", "--name", container, "--network", user_network,
+                             "--network-alias", "first", busybox, "true").stdout.strip()
+    template = f'{{{{json (index .NetworkSettings.Networks "{user_network}").Aliases}}}}'
+    aliases = json.loads(docker.ok("inspect", "--format", template, container).stdout)
+    assert aliases == ["first", container_id[:12]]
+
+
+def test_compose_style_endpoint_config(
+        api: ApiClient, docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    container = name("svc")
+    body = {
+        "Image": busybox, "Cmd": ["sleep", "300"],
+        "HostConfig": {"NetworkMode": user_network},
+        "NetworkingConfig": {"EndpointsConfig": {
+            user_network: {"Aliases": ["svc", container], "IPAMConfig": None, "Links": None},
+        }},
+    }
+    response = api.request("POST", f"{V}/containers/create?name={container}", body=body)
+    assert response.status == 201, response.body
+    assert response.json()["Warnings"] == []
+    started = api.request("POST", f"{V}/containers/{container}/start")
+    assert started.status == 204, started.body
+    address = container_address(docker, container, user_network)
+    assert resolved_address(docker, busybox, user_network, "svc") == address
+
+
+def test_static_address_on_user_network(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    subnet = docker.ok("network", "inspect", "--format", "{{(index .IPAM.Config 0).Subnet}}",
+                       user_network).stdout.strip()
+    address = str(ipaddress.ip_network(subnet)[200])
+    container = name("static")
+    docker.ok("run", "-d", "--name", container, "--network", user_network, "--ip", address,
+              busybox, "sleep", "300")
+    assert container_address(docker, container, user_network) == address
+    result = docker.ok("exec", container, "ip", "-4", "-o", "addr", "show", "eth0")
+    assert f"inet {address}/" in result.stdout
+
+
+@pytest.mark.parametrize("network", ["default", "bridge", "host", "none"])
+def test_alias_on_predefined_network_is_400(api: ApiClient, busybox: str,
+                                            network: str) -> None:
+    body = {
+        "Image": busybox, "HostConfig": {"NetworkMode": network},
+        "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": ["a"]}}},
+    }
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert_client_error(response, 400, "network-scoped alias is supported only")
+
+
+def test_static_address_on_default_network_is_400(api: ApiClient, busybox: str) -> None:
+    body = {
+        "Image": busybox,
+        "NetworkingConfig": {"EndpointsConfig": {
+            "bridge": {"IPAMConfig": {"IPv4Address": "10.4.0.200"}}}},
+    }
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert_client_error(response, 400, "user specified IP address is supported")
+
+
+@pytest.mark.parametrize("alias", ["two words", "", "a#b", "-dash", "x" * 300])
+def test_invalid_alias_is_400(api: ApiClient, busybox: str, user_network: str,
+                              alias: str) -> None:
+    body = {
+        "Image": busybox, "HostConfig": {"NetworkMode": user_network},
+        "NetworkingConfig": {"EndpointsConfig": {user_network: {"Aliases": [alias]}}},
+    }
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert_client_error(response, 400, "invalid network alias")
+
+
+@pytest.mark.parametrize("value", [[24], [-1, 80], ["24", "80"], "24x80", [24, 80, 1]])
+def test_invalid_console_size_is_400(api: ApiClient, busybox: str, value: object) -> None:
+    body = {"Image": busybox, "Tty": True, "HostConfig": {"ConsoleSize": value}}
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert_client_error(response, 400, "ConsoleSize")
+
+
+def test_detached_tty_starts_with_console_size(
+        api: ApiClient, docker: DockerCLI, busybox: str,
+        name: Callable[[str], str]) -> None:
+    container = name("sized")
+    body = {"Image": busybox, "Cmd": ["stty", "size"], "Tty": True,
+            "HostConfig": {"ConsoleSize": [27, 91]}}
+    response = api.request("POST", f"{V}/containers/create?name={container}", body=body)
+    assert response.status == 201, response.body
+    started = api.request("POST", f"{V}/containers/{container}/start")
+    assert started.status == 204, started.body
+    waited = api.request("POST", f"{V}/containers/{container}/wait", timeout=60)
+    assert waited.status == 200, waited.body
+    deadline = time.monotonic() + 10
+    logs = b""
+    while time.monotonic() < deadline and b"27 91" not in logs:
+        logs = api.request("GET", f"{V}/containers/{container}/logs?stdout=1").body
+        time.sleep(0.2)
+    # A TTY container's log is raw, not multiplexed.
+    assert b"27 91" in logs
+
+
+def test_domainname_set_in_container(docker: DockerCLI, busybox: str,
+                                     name: Callable[[str], str]) -> None:
+    container = name("domain")
+    docker.ok("run", "-d", "--name", container, "--hostname", "box", "--domainname",
+              "example.org", busybox, "sleep", "300")
+    kernel_value = docker.ok("exec", container, "cat", "/proc/sys/kernel/domainname")
+    assert kernel_value.stdout.strip() == "example.org"
+    fqdn = docker.ok("exec", container, "hostname", "-f")
+    assert fqdn.stdout.strip() == "box.example.org"
+    inspected = docker.ok("inspect", "--format", "{{.Config.Domainname}}", container)
+    assert inspected.stdout.strip() == "example.org"
+
+
+def test_domainname_survives_restart(docker: DockerCLI, busybox: str,
+                                     name: Callable[[str], str]) -> None:
+    container = name("domain-restart")
+    docker.ok("run", "-d", "--name", container, "--domainname", "example.org",
+              busybox, "sleep", "300")
+    docker.ok("restart", "-t", "1", container)
+    kernel_value = docker.ok("exec", container, "cat", "/proc/sys/kernel/domainname")
+    assert kernel_value.stdout.strip() == "example.org"
+
+
+@pytest.mark.parametrize("domainname", ["two words", "a" * 65, "a#b"])
+def test_invalid_domainname_is_400(api: ApiClient, busybox: str, domainname: str) -> None:
+    body = {"Image": busybox, "Domainname": domainname}
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert_client_error(response, 400, "invalid Domainname")
+
+
+def test_domainname_with_host_uts_is_400(api: ApiClient, busybox: str) -> None:
+    body = {"Image": busybox, "Domainname": "example.org", "HostConfig": {"UTSMode": "host"}}
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert_client_error(response, 400, "Domainname and the UTS mode")
