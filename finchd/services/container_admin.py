@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import shlex
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,14 +11,11 @@ from finchd.errors import ConflictError, EngineError, InvalidParameterError
 from finchd.services import procfs
 from finchd.services.container_spec import RESOURCE_FIELDS, check_name, resource_value
 from finchd.services.containers import ContainerService
-from finchd.services.filters import label_matches, parse_filters
+from finchd.services.filters import label_matches, parse_filters, until_cutoff
 from finchd.services.system import has_cgroup_limits, mem_total
-from finchd.services.timefmt import parse_time
 from finchd.services.validation import expect
 
 PRUNE_FILTERS = {"until", "label", "label!"}
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)$")
-DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 FREEZER_MESSAGE = (
     "cannot {action} container {id}: the cgroup freezer is not available to rootless "
     "containers without delegated cgroup v2 controllers"
@@ -149,7 +144,7 @@ class ContainerAdmin:
 
     async def prune(self, filters_raw: str | None) -> dict[str, Any]:
         filters = parse_filters(filters_raw, PRUNE_FILTERS)
-        cutoff = _until(filters.get("until", []))
+        cutoff = until_cutoff(filters.get("until", []))
         deleted = []
         for summary in await self.containers.list_containers(all=True, limit=None, size=False,
                                                   filters_raw=None):
@@ -166,21 +161,3 @@ class ContainerAdmin:
             await self.containers.remove(summary["Id"], force=False, volumes=False)
             deleted.append(summary["Id"])
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
-
-
-def _until(values: list[str]) -> float | None:
-    """Parse prune's `until`: a Unix time, an RFC 3339 time or a Go duration before now."""
-    if not values:
-        return None
-    value = values[-1]
-    match = DURATION.match(value)
-    if match:
-        return time.time() - float(match.group(1)) * DURATION_SECONDS[match.group(2)]
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parsed = parse_time(value)
-    if parsed is None:
-        raise InvalidParameterError(f"invalid filter 'until={value}'")
-    return parsed.timestamp()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 from finchd.errors import InvalidParameterError
+from finchd.services.timefmt import parse_time
 
 Filters = dict[str, list[str]]
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)$")
+DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
 def parse_filters(raw: str | None, allowed: set[str]) -> Filters:
@@ -41,3 +46,21 @@ def label_matches(labels: dict[str, str], expected: list[str]) -> bool:
         if has_value and labels[key] != value:
             return False
     return True
+
+
+def until_cutoff(values: list[str]) -> float | None:
+    """Parse prune's `until`: a Unix time, an RFC 3339 time or a Go duration before now."""
+    if not values:
+        return None
+    value = values[-1]
+    match = DURATION.match(value)
+    if match:
+        return time.time() - float(match.group(1)) * DURATION_SECONDS[match.group(2)]
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parsed = parse_time(value)
+    if parsed is None:
+        raise InvalidParameterError(f"invalid filter 'until={value}'")
+    return parsed.timestamp()
