@@ -34,6 +34,7 @@ from finchd.services.containers import ContainerService
 from finchd.services.events import EventService
 from finchd.services.exec import ExecService
 from finchd.services.images import ImageService
+from finchd.services.networks import NetworkService
 from finchd.services.records import RecordStore
 from finchd.services.status import StatusMonitor
 from finchd.services.system import SystemService, has_cgroup_limits
@@ -79,6 +80,8 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
         "archive": ArchiveService(container_service,
                                   ContainerFiles(runner, paths, containerd)),
         "images": ImageService(images, settings.insecure_registries),
+        "networks": NetworkService(networks, container_service,
+                                   RecordStore(paths.data / "networks")),
         "system": system,
         "status": StatusMonitor(system, Events(runner), settings.namespace,
                                 str(settings.socket_path(paths)), lambda: engine_running(paths)),

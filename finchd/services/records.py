@@ -1,8 +1,10 @@
-"""The create requests that finchd keeps beside nerdctl's own container state.
+"""The create requests that finchd keeps beside nerdctl's own container and network state.
 
 nerdctl's inspect output lacks parts of Docker's Config and HostConfig (AutoRemove,
 ExposedPorts, the attach flags, HostConfig as the client sent it). finchd stores each
 create request as `<id>.json` under its data directory and merges it into inspect.
+Networks get the same treatment, in a directory of their own, for the parts of
+Docker's Network object (Created, Attachable, Options as sent) that nerdctl lacks.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class RecordStore:
-    """JSON files, one per container id, written atomically."""
+    """JSON files, one per container or network ID, written atomically."""
 
     def __init__(self, directory: Path):
         self.directory = directory
