@@ -69,7 +69,8 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
     container_service = ContainerService(containers, images,
                                          RecordStore(paths.data / "containers"),
                                          has_cgroup_limits, networks.gateways,
-                                         network_exists=networks.exists)
+                                         network_exists=networks.exists,
+                                         network_ids=networks.ids)
     system = SystemService(containers, images, settings.namespace, paths.data,
                            lambda: engine_versions(settings))
     return {

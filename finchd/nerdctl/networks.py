@@ -158,6 +158,7 @@ class Networks:
     def __init__(self, runner: Runner):
         self.runner = runner
         self._gateways: dict[str, str] | None = None
+        self._ids: dict[str, str] | None = None
 
     async def exists(self, name: str) -> bool:
         result = await self.runner.run(["network", "inspect", "--", name], check=False)
@@ -179,12 +180,13 @@ class Networks:
         for network in networks:
             network.created = _modified_time(network.file)
         self._gateways = _gateway_map(networks)
+        self._ids = {network.name: network.id for network in networks}
         return networks
 
     async def create(self, spec: NetworkCreateSpec) -> str:
         """Create a network and return its ID."""
         result = await self.runner.run(create_args(spec), check=False)
-        self._gateways = None
+        self._gateways = self._ids = None
         if result.returncode != 0:
             raise create_error(result.error_text or "nerdctl network create failed", spec.name)
         lines = result.stdout.decode(errors="replace").split()
@@ -193,7 +195,7 @@ class Networks:
     async def remove(self, name: str) -> None:
         """Remove a network by its exact name."""
         result = await self.runner.run(["network", "rm", "--", name], check=False)
-        self._gateways = None
+        self._gateways = self._ids = None
         if result.returncode == 0:
             return
         text = result.stderr.decode(errors="replace")
@@ -212,6 +214,17 @@ class Networks:
         except EngineError:
             return {}
         return self._gateways or {}
+
+
+    async def ids(self) -> dict[str, str]:
+        """Return each network's ID by name, kept until a network is created or removed."""
+        if self._ids is not None:
+            return self._ids
+        try:
+            await self.list()
+        except EngineError:
+            return {}
+        return self._ids or {}
 
 
 def _gateway_map(networks: list[NativeNetwork]) -> dict[str, str]:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from finchd.services.health import effective_healthcheck
+from finchd.services.network_ids import endpoint_id, pseudo_network_id
 from finchd.services.timefmt import ZERO_TIME, human_duration, since, unix_seconds
 from finchd.specs import is_user_network
 
@@ -66,14 +67,16 @@ def network_names(native: dict[str, Any]) -> list[str]:
 
 
 def _endpoint(native_endpoint: dict[str, Any] | None, gateway: str,
-              sent: dict[str, Any] | None = None) -> dict[str, Any]:
+              sent: dict[str, Any] | None = None, network_id: str = "",
+              container_id: str = "") -> dict[str, Any]:
     endpoint = native_endpoint or {}
     running = bool(endpoint.get("IPAddress"))
     sent = sent or {}
     return {
         "IPAMConfig": sent.get("IPAMConfig") or None, "Links": None,
-        "Aliases": sent.get("Aliases") or None, "NetworkID": "",
-        "EndpointID": "", "Gateway": gateway if running else "",
+        "Aliases": sent.get("Aliases") or None, "NetworkID": network_id,
+        "EndpointID": endpoint_id(network_id, container_id) if running and network_id else "",
+        "Gateway": gateway if running else "",
         "IPAddress": endpoint.get("IPAddress") or "",
         "IPPrefixLen": endpoint.get("IPPrefixLen") or 0,
         "IPv6Gateway": "", "GlobalIPv6Address": endpoint.get("GlobalIPv6Address") or "",
@@ -96,18 +99,23 @@ def _sent_endpoint(native: dict[str, Any], name: str,
 
 
 def network_settings(native: dict[str, Any], gateways: dict[str, str],
-                     networking_config: dict[str, Any] | None = None) -> dict[str, Any]:
+                     networking_config: dict[str, Any] | None = None,
+                     network_ids: dict[str, str] | None = None) -> dict[str, Any]:
     """Build NetworkSettings. It is an object even before the container starts."""
     settings = native.get("NetworkSettings") or {}
     native_networks = list((settings.get("Networks") or {}).values())
     networks: dict[str, Any] = {}
     for index, name in enumerate(network_names(native)):
-        if name in ("host", "none") or name.startswith("container:"):
+        if name in ("host", "none"):
+            networks[name] = _endpoint(None, "", network_id=pseudo_network_id(name))
+            continue
+        if name.startswith("container:"):
             networks[name] = _endpoint(None, "")
             continue
         endpoint = native_networks[index] if index < len(native_networks) else None
         sent = _sent_endpoint(native, name, networking_config or {})
-        networks[name] = _endpoint(endpoint, gateways.get(name, ""), sent)
+        networks[name] = _endpoint(endpoint, gateways.get(name, ""), sent,
+                                   (network_ids or {}).get(name, ""), str(native.get("Id") or ""))
     first = next(iter(networks.values()), _endpoint(None, ""))
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
@@ -181,7 +189,8 @@ def host_config_of(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def inspect_view(native: dict[str, Any], record: dict[str, Any],
-                 gateways: dict[str, str]) -> dict[str, Any]:
+                 gateways: dict[str, str],
+                 network_ids: dict[str, str] | None = None) -> dict[str, Any]:
     """Build a ContainerInspectResponse."""
     state = state_of(native)
     if effective_healthcheck(record) is not None:
@@ -213,7 +222,7 @@ def inspect_view(native: dict[str, Any], record: dict[str, Any],
         "Mounts": mounts_of(native),
         "Config": config_of(native, record),
         "NetworkSettings": network_settings(native, gateways,
-                                            record.get("NetworkingConfig") or {}),
+                                            record.get("NetworkingConfig") or {}, network_ids),
     }
 
 

@@ -51,7 +51,8 @@ class ContainerService:
     def __init__(self, containers: Containers, images: Images, records: RecordStore,
                  cgroup_limits: Callable[[], bool],
                  gateways: Callable[[], Awaitable[dict[str, str]]],
-                 network_exists: Callable[[str], Awaitable[bool]] | None = None):
+                 network_exists: Callable[[str], Awaitable[bool]] | None = None,
+                 network_ids: Callable[[], Awaitable[dict[str, str]]] | None = None):
         self.containers = containers
         self.io = ContainerIO(containers)
         self.health = HealthMonitor(containers, records)
@@ -60,6 +61,7 @@ class ContainerService:
         self._cgroup_limits = cgroup_limits
         self._gateways = gateways
         self._network_exists = network_exists
+        self._network_ids = network_ids
         self._started: dict[str, asyncio.Event] = {}
         self._removed: dict[str, asyncio.Event] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
@@ -133,7 +135,8 @@ class ContainerService:
 
     async def _view(self, native: dict[str, Any]) -> dict[str, Any]:
         record = self.records.load(str(native.get("Id")))
-        return inspect_view(native, record, await self._gateways())
+        network_ids = await self._network_ids() if self._network_ids is not None else {}
+        return inspect_view(native, record, await self._gateways(), network_ids)
 
     async def list_containers(self, *, all: bool, limit: int | None, size: bool,
                    filters_raw: str | None) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from finchd.errors import (
 from finchd.nerdctl.networks import DEFAULT_NETWORK_LABEL, NativeNetwork, Networks
 from finchd.services.containers import ContainerService
 from finchd.services.filters import Filters, label_matches, parse_filters, until_cutoff
+from finchd.services.network_ids import endpoint_id, pseudo_network_id
 from finchd.services.network_spec import parse_network_create
 from finchd.services.records import RecordStore
 from finchd.services.timefmt import ZERO_TIME, now_rfc3339, parse_time, rfc3339
@@ -37,16 +37,6 @@ PSEUDO_DRIVERS = {"host": "host", "none": "null"}
 NERDCTL_LABEL_PREFIX = "nerdctl/"
 # Network references: names, IDs and ID prefixes. nerdctl would read other characters as syntax.
 REFERENCE_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-
-
-def pseudo_network_id(name: str) -> str:
-    """Return a stable 64-hex ID for a pseudo-network, which nerdctl gives no ID."""
-    return hashlib.sha256(f"finchd network {name}".encode()).hexdigest()
-
-
-def endpoint_id(network_id: str, container_id: str) -> str:
-    """Return a stable 64-hex ID for a container's endpoint on a network."""
-    return hashlib.sha256(f"{network_id}/{container_id}".encode()).hexdigest()
 
 
 def visible_labels(labels: dict[str, str]) -> dict[str, str]:

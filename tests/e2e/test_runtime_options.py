@@ -228,3 +228,19 @@ def test_domainname_with_host_uts_is_400(api: ApiClient, busybox: str) -> None:
     body = {"Image": busybox, "Domainname": "example.org", "HostConfig": {"UTSMode": "host"}}
     response = api.request("POST", f"{V}/containers/create", body=body)
     assert_client_error(response, 400, "Domainname and the UTS mode")
+
+
+def test_endpoint_matches_network_inspect(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    container = name("endpoint")
+    container_id = docker.ok("run", "-d", "--name", container, "--network", user_network,
+                             busybox, "sleep", "300").stdout.strip()
+    template = f'{{{{json (index .NetworkSettings.Networks "{user_network}")}}}}'
+    endpoint = json.loads(docker.ok("inspect", "--format", template, container).stdout)
+    network = json.loads(docker.ok("network", "inspect", "--format", "{{json .}}",
+                                   user_network).stdout)
+    assert endpoint["NetworkID"] == network["Id"]
+    assert endpoint["EndpointID"] == network["Containers"][container_id]["EndpointID"]
+    assert network["Containers"][container_id]["IPv4Address"].startswith(
+        endpoint["IPAddress"] + "/")
