@@ -392,6 +392,9 @@ class Containers:
 
         `nerdctl start` cannot connect a client's stdin to a non-TTY container, but
         `nerdctl run --interactive` can, so such containers are re-created at start.
+
+        NOTE: the re-created container lacks the spec edits of `create` (aliases,
+        domain name), because `nerdctl run` starts its task at once.
         """
         args = create_args(spec)
         args[1:3] = ["run", "--pull=never", f"--cidfile={cidfile}"]
