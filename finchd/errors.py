@@ -10,6 +10,7 @@
     │   └── NoSuchImageError
     ├── ConflictError           409
     ├── UnsupportedError        501
+    ├── UnavailableError        503
     └── EngineError             500, message shown (nerdctl or the engine failed)
 
 The API middleware maps each class to Docker's body `{"message": ...}` once. The
@@ -77,6 +78,13 @@ class UnsupportedError(FinchdError):
     """The endpoint or option exists in Docker's API but finchd does not serve it."""
 
     status = 501
+    public = True
+
+
+class UnavailableError(FinchdError):
+    """The request needs a service that is not running, as swarm mode is for cluster volumes."""
+
+    status = 503
     public = True
 
 

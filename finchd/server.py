@@ -27,6 +27,7 @@ from finchd.nerdctl.events import Events
 from finchd.nerdctl.images import Images
 from finchd.nerdctl.networks import Networks
 from finchd.nerdctl.runner import Runner
+from finchd.nerdctl.volumes import Volumes
 from finchd.paths import Paths
 from finchd.services.archive import ArchiveService
 from finchd.services.container_admin import ContainerAdmin
@@ -38,6 +39,7 @@ from finchd.services.networks import NetworkService
 from finchd.services.records import RecordStore
 from finchd.services.status import StatusMonitor
 from finchd.services.system import SystemService, has_cgroup_limits
+from finchd.services.volumes import VolumeService
 from finchd.units import ENGINE_UNIT, start_engine_unit
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
                                          network_ids=networks.ids)
     system = SystemService(containers, images, settings.namespace, paths.data,
                            lambda: engine_versions(settings))
+    volumes = VolumeService(Volumes(runner), containers, RecordStore(paths.data / "volumes"))
+    container_service.anonymous_volume_hook = volumes.record_container_volumes
     return {
         "containers": container_service,
         "container_admin": ContainerAdmin(container_service),
@@ -83,6 +87,7 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
         "images": ImageService(images, settings.insecure_registries),
         "networks": NetworkService(networks, container_service,
                                    RecordStore(paths.data / "networks")),
+        "volumes": volumes,
         "system": system,
         "status": StatusMonitor(system, Events(runner), settings.namespace,
                                 str(settings.socket_path(paths)), lambda: engine_running(paths)),

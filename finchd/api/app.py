@@ -140,18 +140,18 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
 
 def make_app(services: dict[str, Any],
              outer_middlewares: Sequence[Middleware] = ()) -> web.Application:
-    """Build the application around a dict of services (containers, images, networks, system).
+    """Build the application around a dict of services (containers, images, networks, volumes, system).
 
     `outer_middlewares` run before the Docker middleware and so see every request.
     """
-    from finchd.api import archive, containers, exec, images, networks, system
+    from finchd.api import archive, containers, exec, images, networks, system, volumes
 
     app = web.Application(middlewares=[*outer_middlewares, docker_middleware],
                           client_max_size=0)
     app[SERVICES] = services
     app.on_response_prepare.append(add_headers)
     app.on_startup.append(_resume_health_checks)
-    for module in (system, containers, exec, images, archive, networks):
+    for module in (system, containers, exec, images, archive, networks, volumes):
         module.add_routes(app.router)
     return app
 

@@ -69,6 +69,10 @@ class ContainerService:
         self._aliases: dict[str, str] = {}
         # Containers being re-created for stdin: lookups of the old id wait for the new one.
         self._replacing: dict[str, asyncio.Future[str]] = {}
+        # Called with the ID of a new container that may have anonymous volumes, so that
+        # the volume service can mark them before the container, and nerdctl's list of
+        # them in its labels, is removed.
+        self.anonymous_volume_hook: Callable[[str], Awaitable[None]] | None = None
 
     async def create(self, body: Any, name: str | None) -> dict[str, Any]:
         spec = parse_create(body, name, self._cgroup_limits())
@@ -92,6 +96,11 @@ class ContainerService:
             "NetworkingConfig": spec.networking_config, "ImageID": image.get("Id") or "",
             "ImageConfig": image.get("Config") or {},
         })
+        anonymous_volumes = (spec.volumes or (image.get("Config") or {}).get("Volumes")
+                             or any(mount.type == "volume" and not mount.source
+                                    for mount in spec.mounts))
+        if anonymous_volumes and self.anonymous_volume_hook is not None:
+            await self.anonymous_volume_hook(container_id)
         return {"Id": container_id, "Warnings": spec.warnings}
 
     async def resume_health_checks(self) -> None:
