@@ -22,6 +22,7 @@ RPC_TIMEOUT = 30.0
 
 # Field numbers in containerd's api/types and services/containers/v1 protobuf files.
 CONTAINER_ID_FIELD = 1
+CONTAINER_LABELS_FIELD = 2
 CONTAINER_SPEC_FIELD = 5
 ANY_TYPE_URL_FIELD = 1
 ANY_VALUE_FIELD = 2
@@ -133,13 +134,20 @@ def decode_container_spec(reply: bytes) -> tuple[str, dict[str, Any]]:
     return type_url, spec
 
 
-def encode_spec_update(container_id: str, type_url: str, spec: dict[str, Any]) -> bytes:
-    """Encode an UpdateContainerRequest that replaces only the container's spec."""
+def encode_spec_update(container_id: str, type_url: str, spec: dict[str, Any],
+                       labels: dict[str, str] | None = None) -> bytes:
+    """Encode an UpdateContainerRequest that replaces the spec and the given labels only."""
     spec_any = (protobuf_string(ANY_TYPE_URL_FIELD, type_url)
                 + protobuf_bytes(ANY_VALUE_FIELD, json.dumps(spec).encode()))
-    container = (protobuf_string(CONTAINER_ID_FIELD, container_id)
-                 + protobuf_bytes(CONTAINER_SPEC_FIELD, spec_any))
-    update_mask = protobuf_string(1, "spec")
+    container = protobuf_string(CONTAINER_ID_FIELD, container_id)
+    paths = ["spec"]
+    for key, value in (labels or {}).items():
+        # A protobuf map is a repeated message of key (field 1) and value (field 2).
+        entry = protobuf_string(1, key) + protobuf_string(2, value)
+        container += protobuf_bytes(CONTAINER_LABELS_FIELD, entry)
+        paths.append(f"labels.{key}")
+    container += protobuf_bytes(CONTAINER_SPEC_FIELD, spec_any)
+    update_mask = b"".join(protobuf_string(1, path) for path in paths)
     return protobuf_bytes(1, container) + protobuf_bytes(2, update_mask)
 
 
@@ -163,9 +171,10 @@ class Containerd:
         return decode_container_spec(reply)
 
     async def replace_container_spec(self, container_id: str, type_url: str,
-                                     spec: dict[str, Any]) -> None:
-        """Store a new OCI runtime spec for a container, used from its next task on."""
-        request = encode_spec_update(container_id, type_url, spec)
+                                     spec: dict[str, Any],
+                                     labels: dict[str, str] | None = None) -> None:
+        """Store a new OCI runtime spec and labels for a container, used from its next task on."""
+        request = encode_spec_update(container_id, type_url, spec, labels)
         await asyncio.to_thread(self._call, CONTAINER_UPDATE_METHOD, request, container_id)
 
     def _call(self, method: str, request: bytes, container_id: str = "") -> bytes:

@@ -28,6 +28,9 @@ STOP_TIMEOUT = 10
 STOP_POLL_SECONDS = 0.2
 # The OCI annotation that nerdctl's OCI hook reads as the container's host name.
 HOSTNAME_ANNOTATION = "nerdctl/hostname"
+# The JSON list of network names, both a container label (read by inspect and
+# `nerdctl network rm`) and an OCI annotation (read by the OCI hook at start).
+NETWORKS_KEY = "nerdctl/networks"
 
 
 def raise_for_container(result: Result, reference: str) -> None:
@@ -258,6 +261,26 @@ class Containers:
             hooks = runtime_spec.setdefault("hooks", {})
             hooks.setdefault("createContainer", []).append(self._domainname_hook(domainname))
         await self.containerd.replace_container_spec(container_id, type_url, runtime_spec)
+
+    async def set_networks(self, container_id: str, networks: list[str], *,
+                           add_names: list[str], remove_names: list[str]) -> None:
+        """Change the networks a container that is not running joins at its next start.
+
+        add_names and remove_names change the names under which the container
+        resolves on its networks (see hosts_names).
+        """
+        if self.containerd is None:
+            raise EngineError("changing a container's networks needs containerd's API")
+        type_url, runtime_spec = await self.containerd.container_spec(container_id)
+        annotations = runtime_spec.setdefault("annotations", {})
+        value = json.dumps(networks)
+        annotations[NETWORKS_KEY] = value
+        words = (annotations.get(HOSTNAME_ANNOTATION) or container_id[:12]).split()
+        kept = [word for word in words[1:] if word not in remove_names]
+        added = [name for name in add_names if name not in words[:1] + kept]
+        annotations[HOSTNAME_ANNOTATION] = " ".join([*words[:1], *kept, *added])
+        await self.containerd.replace_container_spec(container_id, type_url, runtime_spec,
+                                                     {NETWORKS_KEY: value})
 
     def _domainname_hook(self, domainname: str) -> dict[str, Any]:
         """Return an OCI createContainer hook that sets the container's NIS domain name.

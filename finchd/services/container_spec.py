@@ -317,33 +317,40 @@ def _parse_networking(spec: CreateSpec) -> None:
                        "NetworkingConfig.EndpointsConfig") or {}
     for name, endpoint in endpoints.items():
         where = f"NetworkingConfig.EndpointsConfig.{name}"
-        endpoint = expect(endpoint, dict, where) or {}
-        aliases = strict_string_list(endpoint.get("Aliases"), f"{where}.Aliases") or []
-        for alias in aliases:
-            if not ALIAS_PATTERN.fullmatch(alias):
-                raise InvalidParameterError(
-                    f"invalid network alias {alias!r} in {where}.Aliases: an alias is a host "
-                    "name of letters, digits, '.', '-' and '_'")
-        ipam = expect(endpoint.get("IPAMConfig"), dict, f"{where}.IPAMConfig") or {}
-        ipv4 = expect(ipam.get("IPv4Address"), str, f"{where}.IPAMConfig.IPv4Address") or ""
-        ipv6 = expect(ipam.get("IPv6Address"), str, f"{where}.IPAMConfig.IPv6Address") or ""
-        for address in (ipv4, ipv6):
-            if address:
-                try:
-                    ipaddress.ip_address(address)
-                except ValueError:
-                    raise InvalidParameterError(f"invalid IP address {address!r} in IPAMConfig") from None
-        # dockerd's rules: the predefined networks have no per-network names or addresses.
-        if not (spec.on_user_network and is_user_network(name)):
-            if ipv4 or ipv6:
-                raise InvalidParameterError(
-                    "user specified IP address is supported on user defined networks only")
-            if aliases:
-                raise InvalidParameterError(
-                    "network-scoped alias is supported only for containers in user defined networks")
+        aliases, ipv4, ipv6 = parse_endpoint(endpoint, where,
+                                             spec.on_user_network and is_user_network(name))
         spec.ipv4_address = ipv4 or spec.ipv4_address
         spec.ipv6_address = ipv6 or spec.ipv6_address
         spec.aliases += [alias for alias in aliases if alias not in spec.aliases]
+
+
+def parse_endpoint(value: Any, where: str, user_network: bool) -> tuple[list[str], str, str]:
+    """Check one EndpointSettings object; return its aliases, IPv4 and IPv6 addresses."""
+    endpoint = expect(value, dict, where) or {}
+    aliases = strict_string_list(endpoint.get("Aliases"), f"{where}.Aliases") or []
+    for alias in aliases:
+        if not ALIAS_PATTERN.fullmatch(alias):
+            raise InvalidParameterError(
+                f"invalid network alias {alias!r} in {where}.Aliases: an alias is a host "
+                "name of letters, digits, '.', '-' and '_'")
+    ipam = expect(endpoint.get("IPAMConfig"), dict, f"{where}.IPAMConfig") or {}
+    ipv4 = expect(ipam.get("IPv4Address"), str, f"{where}.IPAMConfig.IPv4Address") or ""
+    ipv6 = expect(ipam.get("IPv6Address"), str, f"{where}.IPAMConfig.IPv6Address") or ""
+    for address in (ipv4, ipv6):
+        if address:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise InvalidParameterError(f"invalid IP address {address!r} in IPAMConfig") from None
+    # dockerd's rules: the predefined networks have no per-network names or addresses.
+    if not user_network:
+        if ipv4 or ipv6:
+            raise InvalidParameterError(
+                "user specified IP address is supported on user defined networks only")
+        if aliases:
+            raise InvalidParameterError(
+                "network-scoped alias is supported only for containers in user defined networks")
+    return aliases, ipv4, ipv6
 
 
 def _check_bind(bind: str) -> None:

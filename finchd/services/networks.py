@@ -14,9 +14,9 @@ from finchd.errors import (
     InvalidParameterError,
     NoSuchContainerError,
     NotFoundError,
-    UnsupportedError,
 )
 from finchd.nerdctl.networks import DEFAULT_NETWORK_LABEL, NativeNetwork, Networks
+from finchd.services import container_networks
 from finchd.services.containers import ContainerService
 from finchd.services.filters import Filters, label_matches, parse_filters, until_cutoff
 from finchd.services.network_ids import endpoint_id, pseudo_network_id
@@ -309,26 +309,20 @@ class NetworkService:
         return {"NetworksDeleted": deleted or None}
 
     async def connect(self, reference: str, body: Any) -> None:
-        """Check a connect request, then reject it: nerdctl cannot change a container's networks."""
+        """Connect a container that is not running to a network (see container_networks)."""
         container = _container_reference(body, ("Container", "EndpointConfig"))
-        expect(body.get("EndpointConfig"), dict, "EndpointConfig")
-        await self._check_pair(reference, container)
-        raise UnsupportedError(
-            "connecting a container to a network is not supported: nerdctl 2.0.3 has no "
-            f"network connect; create the container with --network {reference} instead")
+        network = find_network(await self._all(), reference)
+        view = await self.containers.find(container)
+        await container_networks.connect(self.containers, view, network.name,
+                                         body.get("EndpointConfig"))
 
     async def disconnect(self, reference: str, body: Any) -> None:
+        """Disconnect a container that is not running from a network."""
         container = _container_reference(body, ("Container", "Force"))
         expect(body.get("Force"), bool, "Force")
-        await self._check_pair(reference, container)
-        raise UnsupportedError(
-            "disconnecting a container from a network is not supported: nerdctl 2.0.3 has no "
-            "network disconnect; re-create the container without that network instead")
-
-    async def _check_pair(self, reference: str, container: str) -> None:
-        """Raise dockerd's 404 for an unknown network or container."""
-        find_network(await self._all(), reference)
-        await self.containers.find(container)
+        network = find_network(await self._all(), reference)
+        view = await self.containers.find(container)
+        await container_networks.disconnect(self.containers, view, network.name)
 
 
 def _active_endpoints(network: NativeNetwork) -> ForbiddenError:

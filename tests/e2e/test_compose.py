@@ -40,6 +40,29 @@ volumes:
 """
 
 
+TWO_NETWORKS_FILE = """\
+services:
+  db:
+    image: {image}
+    command: ["sh", "-c", "echo from-db > /tmp/index.html && httpd -f -p 8080 -h /tmp"]
+    networks: [back]
+  api:
+    image: {image}
+    command: ["sh", "-c", "echo from-api > /tmp/index.html && httpd -f -p 8080 -h /tmp"]
+    networks:
+      front:
+        aliases: [backend-api]
+      back: {{}}
+  web:
+    image: {image}
+    command: ["sleep", "300"]
+    networks: [front]
+networks:
+  front: {{}}
+  back: {{}}
+"""
+
+
 @dataclass
 class ComposeProject:
     docker: DockerCLI
@@ -53,17 +76,27 @@ class ComposeProject:
         return result.stdout
 
 
-@pytest.fixture
-def project(docker: DockerCLI, busybox: str, tmp_path: Path) -> Iterator[ComposeProject]:
+def start_project(docker: DockerCLI, text: str, folder: Path) -> Iterator[ComposeProject]:
+    """Write a compose file, yield its project, and take the project down afterwards."""
     if docker("compose", "version").returncode != 0:
         pytest.fail("the docker compose plugin is missing; run scripts/install-deps")
-    file = tmp_path / "compose.yaml"
-    file.write_text(COMPOSE_FILE.format(image=busybox))
+    file = folder / "compose.yaml"
+    file.write_text(text)
     file.chmod(0o644)
     compose = ComposeProject(docker, unique_name("proj"), file)
     yield compose
     docker("compose", "-p", compose.name, "-f", str(file), "down", "--volumes",
            "--timeout", "1", timeout=120)
+
+
+@pytest.fixture
+def project(docker: DockerCLI, busybox: str, tmp_path: Path) -> Iterator[ComposeProject]:
+    yield from start_project(docker, COMPOSE_FILE.format(image=busybox), tmp_path)
+
+
+@pytest.fixture
+def two_networks(docker: DockerCLI, busybox: str, tmp_path: Path) -> Iterator[ComposeProject]:
+    yield from start_project(docker, TWO_NETWORKS_FILE.format(image=busybox), tmp_path)
 
 
 def service_logs(project: ComposeProject, service: str, text: str, count: int,
@@ -104,3 +137,20 @@ def test_down_removes_containers_network_volume(
     assert containers.strip() == ""
     assert networks.strip() == ""
     assert volumes.strip() == ""
+
+
+def test_service_on_two_networks(two_networks: ComposeProject) -> None:
+    two_networks("up", "-d", "--wait")
+    through_front = two_networks("exec", "-T", "web", "wget", "-q", "-O-",
+                                 "http://backend-api:8080/")
+    through_back = two_networks("exec", "-T", "api", "wget", "-q", "-O-", "http://db:8080/")
+    assert through_front.strip() == "from-api"
+    assert through_back.strip() == "from-db"
+
+
+def test_networks_stay_separate(two_networks: ComposeProject, docker: DockerCLI) -> None:
+    two_networks("up", "-d", "--wait")
+    result = docker("compose", "-p", two_networks.name, "-f", str(two_networks.file),
+                    "exec", "-T", "web", "ping", "-c", "1", "-W", "1", "db")
+    assert result.returncode != 0
+    assert "PING db (" not in result.stdout

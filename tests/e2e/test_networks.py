@@ -57,6 +57,12 @@ def inspect(docker: DockerCLI, reference: str) -> dict[str, Any]:
     return network
 
 
+def container_networks(docker: DockerCLI, container: str) -> dict[str, Any]:
+    result = docker.ok("inspect", "--format", "{{json .NetworkSettings.Networks}}", container)
+    networks: dict[str, Any] = json.loads(result.stdout)
+    return networks
+
+
 def listed_names(docker: DockerCLI, *filters: str) -> list[str]:
     args = [item for value in filters for item in ("--filter", value)]
     result = docker.ok("network", "ls", "--format", "{{.Name}}", *args)
@@ -293,7 +299,7 @@ def test_api_remove_missing_and_predefined(api: ApiClient) -> None:
                         "none is a pre-defined network and cannot be removed")
 
 
-def test_api_connect_not_implemented(
+def test_api_connect_missing_and_bad_body(
     api: ApiClient, docker: DockerCLI, busybox: str, name: Callable[[str], str],
     network_name: Callable[[str], str]
 ) -> None:
@@ -303,8 +309,6 @@ def test_api_connect_not_implemented(
     docker.ok("create", "--name", container, busybox, "true")
     for action in ("connect", "disconnect"):
         path = f"/v1.43/networks/{net}/{action}"
-        assert_client_error(api.request("POST", path, body={"Container": container}), 501,
-                            "not supported")
         assert_client_error(api.request("POST", path, body={"Container": "nosuchctr"}), 404,
                             "No such container: nosuchctr")
         assert_client_error(api.request("POST", f"/v1.43/networks/nosuchnet/{action}",
@@ -312,6 +316,81 @@ def test_api_connect_not_implemented(
                             "network nosuchnet not found")
         assert_client_error(api.request("POST", path, body={"Container": container, "X": 1}),
                             400, "unknown field X")
-    result = docker("network", "connect", net, container)
+        assert_client_error(api.request("POST", path, body=json.dumps([container])), 400,
+                            "expected a JSON object")
+
+
+def test_connect_created_container_with_alias(
+    docker: DockerCLI, busybox: str, network_name: Callable[[str], str],
+    name: Callable[[str], str]
+) -> None:
+    first = network_name("netfirst")
+    second = network_name("netsecond")
+    docker.ok("network", "create", first)
+    docker.ok("network", "create", second)
+    container = name("twonets")
+    container_id = docker.ok("create", "--name", container, "--network", first, busybox,
+                             "sleep", "300").stdout.strip()
+    docker.ok("network", "connect", "--alias", "second-name", second, container)
+    docker.ok("start", container)
+    networks = container_networks(docker, container_id)
+    assert sorted(networks) == sorted([first, second])
+    assert networks[second]["Aliases"] == ["second-name", container_id[:12]]
+    address = networks[second]["IPAddress"]
+    assert address
+    found = docker("run", "--rm", "--network", second, busybox,
+                   "ping", "-c", "1", "-W", "1", "second-name")
+    assert f"PING second-name ({address})" in found.stdout
+    listed = inspect(docker, second)["Containers"]
+    assert container_id in listed
+
+
+def test_disconnect_stopped_container(
+    docker: DockerCLI, busybox: str, network_name: Callable[[str], str],
+    name: Callable[[str], str]
+) -> None:
+    first = network_name("netkeep")
+    second = network_name("netdrop")
+    docker.ok("network", "create", first)
+    docker.ok("network", "create", second)
+    container = name("dropper")
+    docker.ok("create", "--name", container, "--network", first, busybox, "sleep", "300")
+    docker.ok("network", "connect", second, container)
+    docker.ok("network", "disconnect", second, container)
+    docker.ok("start", container)
+    networks = container_networks(docker, container)
+    assert list(networks) == [first]
+    interfaces = docker.ok("exec", container, "ip", "-o", "-4", "addr").stdout
+    assert interfaces.count(" inet ") == 2, interfaces
+
+
+def test_connect_rejections(
+    api: ApiClient, docker: DockerCLI, busybox: str, network_name: Callable[[str], str],
+    name: Callable[[str], str]
+) -> None:
+    net = network_name("netrej")
+    docker.ok("network", "create", net)
+    running = name("running")
+    docker.ok("run", "-d", "--name", running, busybox, "sleep", "300")
+    created = name("created")
+    docker.ok("create", "--name", created, "--network", net, busybox, "true")
+    hosted = name("hosted")
+    docker.ok("create", "--name", hosted, "--network", "host", busybox, "true")
+    path = f"/v1.43/networks/{net}/connect"
+    assert_client_error(api.request("POST", path, body={"Container": running}), 501,
+                        "cannot change the networks of a running container")
+    assert_client_error(api.request("POST", path, body={"Container": created}), 403,
+                        f"endpoint with name {created} already exists in network {net}")
+    assert_client_error(api.request("POST", path, body={"Container": hosted}), 400,
+                        "connected to host network")
+    static = {"Container": created, "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.9.9.9"}}}
+    assert_client_error(api.request("POST", "/v1.43/networks/bridge/connect", body=static),
+                        400, "user specified IP address is supported on user defined networks only")
+    alias = {"Container": running, "EndpointConfig": {"Aliases": ["has space"]}}
+    assert_client_error(api.request("POST", path, body=alias), 400, "invalid network alias")
+    disconnect = f"/v1.43/networks/{net}/disconnect"
+    assert_client_error(api.request("POST", disconnect, body={"Container": running}), 403,
+                        "is not connected to the network")
+    result = docker("network", "disconnect", "bridge", running)
     assert result.returncode != 0
-    assert "not supported" in result.stderr
+    assert "cannot change the networks of a running container" in result.stderr

@@ -65,3 +65,18 @@ def test_spec_update_sets_only_spec() -> None:
 def test_long_field_uses_multibyte_length() -> None:
     data = protobuf_string(2, "x" * 300)
     assert protobuf_fields(data) == [(2, b"x" * 300)]
+
+
+def test_spec_update_with_labels_masks_each_label() -> None:
+    request = dict(protobuf_fields(
+        encode_spec_update("abc", SPEC_TYPE, {}, {"nerdctl/networks": '["a","b"]'})))
+    update_mask = request[2]
+    container = request[1]
+    assert isinstance(update_mask, bytes)
+    assert isinstance(container, bytes)
+    assert protobuf_fields(update_mask) == [(1, b"spec"), (1, b"labels.nerdctl/networks")]
+    entries = [value for field, value in protobuf_fields(container) if field == 2]
+    assert len(entries) == 1
+    entry = entries[0]
+    assert isinstance(entry, bytes)
+    assert protobuf_fields(entry) == [(1, b"nerdctl/networks"), (2, b'["a","b"]')]
