@@ -1,15 +1,16 @@
 """Calls to containerd's gRPC API for what nerdctl has no command or flag for.
 
 finchd encodes the few protobuf messages it needs by hand, so it needs no
-generated code: containerd's Snapshots.Mounts, and Containers.Get and
-Containers.Update to change a created container's OCI runtime spec before its
-first start.
+generated code: Snapshots.Mounts; Containers.Get and Containers.Update, to
+change a container's OCI runtime spec and labels before it starts; and
+Tasks.Create, Start, CloseIO and Delete, to start a task with stdin.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,18 @@ from finchd.errors import EngineError, NoSuchContainerError
 SNAPSHOT_MOUNTS_METHOD = "/containerd.services.snapshots.v1.Snapshots/Mounts"
 CONTAINER_GET_METHOD = "/containerd.services.containers.v1.Containers/Get"
 CONTAINER_UPDATE_METHOD = "/containerd.services.containers.v1.Containers/Update"
+TASK_CREATE_METHOD = "/containerd.services.tasks.v1.Tasks/Create"
+TASK_START_METHOD = "/containerd.services.tasks.v1.Tasks/Start"
+TASK_DELETE_METHOD = "/containerd.services.tasks.v1.Tasks/Delete"
+TASK_CLOSE_IO_METHOD = "/containerd.services.tasks.v1.Tasks/CloseIO"
 RPC_TIMEOUT = 30.0
 
 # Field numbers in containerd's api/types and services/containers/v1 protobuf files.
 CONTAINER_ID_FIELD = 1
 CONTAINER_LABELS_FIELD = 2
 CONTAINER_SPEC_FIELD = 5
+CONTAINER_SNAPSHOTTER_FIELD = 6
+CONTAINER_SNAPSHOT_KEY_FIELD = 7
 ANY_TYPE_URL_FIELD = 1
 ANY_VALUE_FIELD = 2
 
@@ -118,6 +125,61 @@ def decode_mounts(reply: bytes) -> list[dict[str, Any]]:
     return mounts
 
 
+@dataclass
+class ContainerRecord:
+    """The parts of containerd's Container message that starting a task needs."""
+
+    labels: dict[str, str]
+    snapshotter: str
+    snapshot_key: str
+
+
+def decode_container(reply: bytes) -> ContainerRecord:
+    """Decode the labels and snapshot of a GetContainerResponse."""
+    record = ContainerRecord({}, "", "")
+    for field, value in protobuf_fields(_first_bytes(reply, 1)):
+        if not isinstance(value, bytes):
+            continue
+        if field == CONTAINER_LABELS_FIELD:
+            entry = dict(protobuf_fields(value))
+            key, label = entry.get(1, b""), entry.get(2, b"")
+            if isinstance(key, bytes) and isinstance(label, bytes):
+                record.labels[key.decode()] = label.decode()
+        elif field == CONTAINER_SNAPSHOTTER_FIELD:
+            record.snapshotter = value.decode()
+        elif field == CONTAINER_SNAPSHOT_KEY_FIELD:
+            record.snapshot_key = value.decode()
+    return record
+
+
+def encode_mount(mount: dict[str, Any]) -> bytes:
+    """Encode a containerd.types.Mount: type, source, target, repeated options."""
+    data = (protobuf_string(1, mount["type"]) + protobuf_string(2, mount["source"])
+            + protobuf_string(3, mount["target"]))
+    return data + b"".join(protobuf_string(4, option) for option in mount["options"])
+
+
+def encode_create_task(container_id: str, rootfs: list[dict[str, Any]], stdin: str,
+                       stdout: str, stderr: str) -> bytes:
+    """Encode a CreateTaskRequest without a terminal, with stdio on the named FIFOs."""
+    request = protobuf_string(1, container_id)
+    request += b"".join(protobuf_bytes(3, encode_mount(mount)) for mount in rootfs)
+    return (request + protobuf_string(4, stdin) + protobuf_string(5, stdout)
+            + protobuf_string(6, stderr))
+
+
+def encode_labels_update(container_id: str, labels: dict[str, str]) -> bytes:
+    """Encode an UpdateContainerRequest that sets the given labels only."""
+    container = protobuf_string(CONTAINER_ID_FIELD, container_id)
+    paths = []
+    for key, value in labels.items():
+        entry = protobuf_string(1, key) + protobuf_string(2, value)
+        container += protobuf_bytes(CONTAINER_LABELS_FIELD, entry)
+        paths.append(f"labels.{key}")
+    update_mask = b"".join(protobuf_string(1, path) for path in paths)
+    return protobuf_bytes(1, container) + protobuf_bytes(2, update_mask)
+
+
 def decode_container_spec(reply: bytes) -> tuple[str, dict[str, Any]]:
     """Return the type URL and the JSON runtime spec of a GetContainerResponse."""
     container = _first_bytes(reply, 1)
@@ -176,6 +238,43 @@ class Containerd:
         """Store a new OCI runtime spec and labels for a container, used from its next task on."""
         request = encode_spec_update(container_id, type_url, spec, labels)
         await asyncio.to_thread(self._call, CONTAINER_UPDATE_METHOD, request, container_id)
+
+    async def container(self, container_id: str) -> ContainerRecord:
+        """Return a container's labels and snapshot."""
+        request = protobuf_string(CONTAINER_ID_FIELD, container_id)
+        reply = await asyncio.to_thread(self._call, CONTAINER_GET_METHOD, request, container_id)
+        return decode_container(reply)
+
+    async def set_labels(self, container_id: str, labels: dict[str, str]) -> None:
+        """Set labels of a container, keeping the others."""
+        request = encode_labels_update(container_id, labels)
+        await asyncio.to_thread(self._call, CONTAINER_UPDATE_METHOD, request, container_id)
+
+    async def create_task(self, container_id: str, rootfs: list[dict[str, Any]], stdin: str,
+                          stdout: str, stderr: str) -> None:
+        """Create a container's task with its stdio on FIFOs; runc creates the process."""
+        request = encode_create_task(container_id, rootfs, stdin, stdout, stderr)
+        await asyncio.to_thread(self._call, TASK_CREATE_METHOD, request, container_id)
+
+    async def start_task(self, container_id: str) -> None:
+        """Start the process of a created task."""
+        request = protobuf_string(1, container_id)
+        await asyncio.to_thread(self._call, TASK_START_METHOD, request, container_id)
+
+    async def close_task_stdin(self, container_id: str) -> None:
+        """Close the stdin of a task's process; the shim holds the FIFO open until then."""
+        # CloseIORequest: container_id = 1, exec_id = 2, stdin = 3.
+        request = protobuf_string(1, container_id) + _varint(3 << 3) + _varint(1)
+        await asyncio.to_thread(self._call, TASK_CLOSE_IO_METHOD, request, container_id)
+
+    async def delete_task(self, container_id: str) -> bool:
+        """Delete a container's stopped task; return False when it has none."""
+        request = protobuf_string(1, container_id)
+        try:
+            await asyncio.to_thread(self._call, TASK_DELETE_METHOD, request, container_id)
+        except NoSuchContainerError:
+            return False
+        return True
 
     def _call(self, method: str, request: bytes, container_id: str = "") -> bytes:
         import grpc  # type: ignore[import-untyped]

@@ -28,6 +28,10 @@ STOP_TIMEOUT = 10
 STOP_POLL_SECONDS = 0.2
 # The OCI annotation that nerdctl's OCI hook reads as the container's host name.
 HOSTNAME_ANNOTATION = "nerdctl/hostname"
+# containerd's restart manager labels, which `nerdctl start` sets before each start.
+RESTART_POLICY_LABEL = "containerd.io/restart.policy"
+RESTART_STATUS_LABEL = "containerd.io/restart.status"
+EXPLICITLY_STOPPED_LABEL = "containerd.io/restart.explicitly-stopped"
 # The JSON list of network names, both a container label (read by inspect and
 # `nerdctl network rm`) and an OCI annotation (read by the OCI hook at start).
 NETWORKS_KEY = "nerdctl/networks"
@@ -262,6 +266,45 @@ class Containers:
             hooks.setdefault("createContainer", []).append(self._domainname_hook(domainname))
         await self.containerd.replace_container_spec(container_id, type_url, runtime_spec)
 
+    async def create_task_with_stdio(self, container_id: str, stdin: str, stdout: str,
+                                     stderr: str) -> None:
+        """Create a container's task with stdin, stdout and stderr on the named FIFOs.
+
+        `nerdctl start` connects only stdout and stderr, to its log driver, so finchd
+        does what it does otherwise through containerd's API: it sets the restart
+        labels, deletes the task of an earlier run and creates a task. The caller
+        reads the output FIFOs, writes the container's log and calls start_task.
+        """
+        if self.containerd is None:
+            raise EngineError("starting a container with stdin needs containerd's API")
+        record = await self.containerd.container(container_id)
+        labels = {EXPLICITLY_STOPPED_LABEL: "false"}
+        if RESTART_POLICY_LABEL in record.labels:
+            labels[RESTART_STATUS_LABEL] = "running"
+        await self.containerd.set_labels(container_id, labels)
+        await self.containerd.delete_task(container_id)
+        rootfs: list[dict[str, Any]] = []
+        if record.snapshot_key:
+            rootfs = await self.containerd.snapshot_mounts(record.snapshotter,
+                                                           record.snapshot_key)
+        await self.containerd.create_task(container_id, rootfs, stdin, stdout, stderr)
+
+    async def start_task(self, container_id: str) -> None:
+        """Start a task made by create_task_with_stdio, or delete it if it cannot start."""
+        if self.containerd is None:
+            raise EngineError("starting a container with stdin needs containerd's API")
+        try:
+            await self.containerd.start_task(container_id)
+        except BaseException:
+            await self.containerd.delete_task(container_id)
+            raise
+
+    async def close_task_stdin(self, container_id: str) -> None:
+        """Close the stdin of a task made by create_task_with_stdio."""
+        if self.containerd is None:
+            raise EngineError("closing a container's stdin needs containerd's API")
+        await self.containerd.close_task_stdin(container_id)
+
     async def set_networks(self, container_id: str, networks: list[str], *,
                            add_names: list[str], remove_names: list[str]) -> None:
         """Change the networks a container that is not running joins at its next start.
@@ -413,8 +456,10 @@ class Containers:
     def run_interactive_args(self, spec: CreateSpec, cidfile: str) -> list[str]:
         """Build `nerdctl container run --interactive` argv for a create spec.
 
-        `nerdctl start` cannot connect a client's stdin to a non-TTY container, but
-        `nerdctl run --interactive` can, so such containers are re-created at start.
+        finchd starts a non-TTY container with stdin through containerd's API
+        (create_task_with_stdio), except where the container joins another
+        container's namespaces, which `nerdctl start` has to resolve first. Such
+        containers are re-created with `nerdctl run --interactive`.
 
         NOTE: the re-created container lacks the spec edits of `create` (aliases,
         domain name), because `nerdctl run` starts its task at once.

@@ -7,7 +7,9 @@ import fcntl
 import logging
 import os
 import re
+import shutil
 import struct
+import tempfile
 import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from finchd.errors import EngineError, InvalidParameterError
+from finchd.errors import EngineError, FinchdError, InvalidParameterError
 from finchd.nerdctl.containers import Containers, JsonFileLog
 from finchd.services.timefmt import now_rfc3339, rfc3339
 
@@ -39,8 +41,9 @@ class AttachSession:
 class ContainerIO:
     """Streams between clients and containers, through nerdctl."""
 
-    def __init__(self, containers: Containers):
+    def __init__(self, containers: Containers, fifo_root: Path | None = None):
         self.containers = containers
+        self.fifo_root = fifo_root
         self._pending: dict[str, list[AttachSession]] = {}
         self._terminals: dict[str, int] = {}
 
@@ -124,6 +127,110 @@ class ContainerIO:
         process = await self.containers.runner.spawn(args, stdin=asyncio.subprocess.PIPE)
         asyncio.ensure_future(self._relay_process(process, sessions, diagnostics, user))
         return process
+
+    async def start_with_stdin(self, container_id: str, sessions: list[AttachSession],
+                               log_path: str) -> None:
+        """Start a non-TTY container with the sessions' input on its stdin.
+
+        The container's stdio goes through FIFOs that finchd creates and reads, so
+        finchd relays the output to the sessions and appends it to the json-file log
+        at log_path. The relay ends when the runc shim closes the output FIFOs after
+        the process exits.
+        """
+        if self.fifo_root is None:
+            raise EngineError("starting a container with stdin needs a folder for its FIFOs")
+        self.fifo_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{container_id[:12]}-", dir=self.fifo_root))
+        fifos = [folder / name for name in ("stdin", "stdout", "stderr")]
+        opened: list[int] = []
+        try:
+            for fifo in fifos:
+                os.mkfifo(fifo, 0o600)
+            # O_RDWR opens without waiting for a reader, and finchd's descriptor is
+            # the FIFO's only writer on finchd's side.
+            opened.append(os.open(fifos[0], os.O_RDWR | os.O_NONBLOCK))
+            # The runc shim's open of each output FIFO for writing waits for a reader.
+            # finchd reads only once the task exists, because until the shim has opened
+            # its write end, a read returns end of file.
+            for fifo in fifos[1:]:
+                opened.append(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            await self.containers.create_task_with_stdio(container_id, *map(str, fifos))
+            await self.containers.start_task(container_id)
+        except BaseException:
+            for descriptor in opened:
+                os.close(descriptor)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        logs = {STDOUT: JsonFileLog(Path(log_path)), STDERR: JsonFileLog(Path(log_path))} \
+            if log_path else {}
+        outputs = {STDOUT: opened[1], STDERR: opened[2]}
+        asyncio.ensure_future(self._relay_fifos(container_id, folder, opened[0], outputs,
+                                                sessions, logs))
+
+    async def _feed_task_stdin(self, container_id: str, readers: list[asyncio.StreamReader],
+                               descriptor: int) -> None:
+        """Copy each reader to the stdin FIFO, then close the process's stdin.
+
+        The shim keeps a writer of the FIFO open itself, so the process sees end of
+        file only after Tasks.CloseIO.
+        """
+        try:
+            await asyncio.gather(*(_copy_to_fifo(reader, descriptor) for reader in readers))
+        finally:
+            os.close(descriptor)
+        try:
+            await self.containers.close_task_stdin(container_id)
+        except FinchdError as exc:
+            # The process may have exited, and its task with it.
+            log.debug("cannot close the stdin of container %s: %s", container_id, exc.message)
+
+    async def _relay_fifos(self, container_id: str, folder: Path, stdin: int,
+                           outputs: dict[int, int],
+                           sessions: list[AttachSession],
+                           logs: dict[int, JsonFileLog]) -> None:
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+
+        def read(stream: int, descriptor: int) -> None:
+            try:
+                data = os.read(descriptor, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(descriptor)
+            chunks.put_nowait((stream, data))
+
+        for stream, descriptor in outputs.items():
+            loop.add_reader(descriptor, read, stream, descriptor)
+        feeder = asyncio.ensure_future(self._feed_task_stdin(
+            container_id, [session.stdin for session in sessions if session.stdin is not None],
+            stdin))
+        open_streams = set(outputs)
+        try:
+            while open_streams:
+                stream, data = await chunks.get()
+                if not data:
+                    open_streams.discard(stream)
+                    continue
+                if stream in logs:
+                    logs[stream].write("stdout" if stream == STDOUT else "stderr", data)
+                await _broadcast(_wanting(sessions, stream), stream, data)
+        finally:
+            for stream, descriptor in outputs.items():
+                loop.remove_reader(descriptor)
+                os.close(descriptor)
+                if stream in logs:
+                    logs[stream].close("stdout" if stream == STDOUT else "stderr")
+            feeder.cancel()
+            try:
+                await feeder
+            except asyncio.CancelledError:
+                pass
+            shutil.rmtree(folder, ignore_errors=True)
+            for session in sessions:
+                session.done.set()
 
     async def _relay_terminal(self, key: str, master: int,
                               process: asyncio.subprocess.Process,
@@ -254,6 +361,27 @@ async def _feed_stdin(reader: asyncio.StreamReader | None, writer: asyncio.Strea
     except (BrokenPipeError, ConnectionResetError):
         return
     writer.close()
+
+
+async def _copy_to_fifo(reader: asyncio.StreamReader, descriptor: int) -> None:
+    loop = asyncio.get_running_loop()
+    while data := await reader.read(65536):
+        pending = memoryview(data)
+        while pending:
+            try:
+                pending = pending[os.write(descriptor, pending):]
+            except BlockingIOError:
+                writable: asyncio.Future[None] = loop.create_future()
+                loop.add_writer(descriptor, _resolve, writable)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(descriptor)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 NERDCTL_LINE = re.compile(rb'^time="[^"]*" level=(?:fatal|error|warning) msg="(.*)"\r?(?:\n|$)', re.M)

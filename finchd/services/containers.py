@@ -52,9 +52,10 @@ class ContainerService:
                  cgroup_limits: Callable[[], bool],
                  gateways: Callable[[], Awaitable[dict[str, str]]],
                  network_exists: Callable[[str], Awaitable[bool]] | None = None,
-                 network_ids: Callable[[], Awaitable[dict[str, str]]] | None = None):
+                 network_ids: Callable[[], Awaitable[dict[str, str]]] | None = None,
+                 fifo_root: Path | None = None):
         self.containers = containers
-        self.io = ContainerIO(containers)
+        self.io = ContainerIO(containers, fifo_root)
         self.health = HealthMonitor(containers, records)
         self.images = images
         self.records = records
@@ -183,7 +184,12 @@ class ContainerService:
             raise NotModifiedError("container already started")
         sessions = self.io.take_pending(view["Id"])
         if any(session.stdin for session in sessions) and not view["Config"].get("Tty"):
-            await self._recreate_with_stdin(view, sessions)
+            if _joins_other_namespaces(view["HostConfig"]):
+                # `nerdctl start` points such a container at the other container's
+                # current namespaces, which a task made by finchd would not do.
+                await self._recreate_with_stdin(view, sessions)
+            else:
+                await self.io.start_with_stdin(view["Id"], sessions, view.get("LogPath") or "")
         elif sessions and view["Config"].get("Tty"):
             args = self.containers.attach_start_args(view["Id"])
             # nerdctl's own errors go to a pipe, not onto the container's terminal.
@@ -398,6 +404,12 @@ class ContainerService:
             except TimeoutError:
                 if not await self.containers.inspect([container_id]):
                     return
+
+
+def _joins_other_namespaces(host_config: dict[str, Any]) -> bool:
+    """Return whether a container shares another container's network, PID or IPC namespace."""
+    return any(str(host_config.get(key) or "").startswith("container:")
+               for key in ("NetworkMode", "PidMode", "IpcMode"))
 
 
 def _matches(view: dict[str, Any], filters: dict[str, list[str]]) -> bool:

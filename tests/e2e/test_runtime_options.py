@@ -244,3 +244,47 @@ def test_endpoint_matches_network_inspect(
     assert endpoint["EndpointID"] == network["Containers"][container_id]["EndpointID"]
     assert network["Containers"][container_id]["IPv4Address"].startswith(
         endpoint["IPAddress"] + "/")
+
+
+def test_start_with_stdin_keeps_id(docker: DockerCLI, busybox: str,
+                                   name: Callable[[str], str]) -> None:
+    container = name("stdin")
+    container_id = docker.ok("create", "-i", "--name", container, busybox, "cat").stdout.strip()
+    result = docker.ok("start", "-ai", container, input="through stdin\n")
+    assert result.stdout == "through stdin\n"
+    inspected = docker.ok("inspect", "--format", "{{.Id}} {{.State.Status}}", container)
+    assert inspected.stdout.split() == [container_id, "exited"]
+
+
+def test_run_with_stdin_streams_and_log(docker: DockerCLI, busybox: str,
+                                        name: Callable[[str], str]) -> None:
+    container = name("streams")
+    result = docker("run", "-i", "--name", container, busybox,
+                    "sh", "-c", "cat; echo to-stderr >&2; exit 3", input="to-stdout\n")
+    assert result.returncode == 3
+    assert result.stdout == "to-stdout\n"
+    assert result.stderr == "to-stderr\n"
+    logs = docker.ok("logs", container)
+    assert logs.stdout == "to-stdout\n"
+    assert logs.stderr == "to-stderr\n"
+
+
+def test_run_with_stdin_large_input(docker: DockerCLI, busybox: str) -> None:
+    lines = "".join(f"{number}\n" for number in range(200_000))
+    result = docker.ok("run", "-i", "--rm", busybox, "wc", "-l", input=lines)
+    assert result.stdout.strip() == "200000"
+
+
+def test_run_with_stdin_keeps_alias_and_domain(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    container = name("stdin-alias")
+    result = docker.ok("run", "-i", "--name", container, "--network", user_network,
+                       "--network-alias", "piped", "--hostname", "box", "--domainname",
+                       "example.org", busybox, "sh", "-c",
+                       "cat; ping -c 1 -W 1 piped | head -n 1; hostname -f",
+                       input="first line\n")
+    output = result.stdout.splitlines()
+    assert output[0] == "first line"
+    assert output[1].startswith("PING piped (")
+    assert output[2] == "box.example.org"
