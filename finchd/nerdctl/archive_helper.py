@@ -507,23 +507,30 @@ def parse_ids(user: str) -> tuple[int, int] | None:
     passwd = _read_table("/etc/passwd")
     uid = gid = None
     for fields in passwd:
-        if len(fields) >= 4 and (fields[0] == name or fields[2] == name):
+        if len(fields) >= 4 and (fields[0] == name or fields[2] == name) \
+                and _is_number(fields[2]) and _is_number(fields[3]):
             uid, gid = int(fields[2]), int(fields[3])
             break
     if uid is None:
-        if not name.isdigit():
+        if not _is_number(name):
             raise HelperError("failed", f"unable to find user {name}: no matching entries in passwd file")
         uid, gid = int(name), 0
     if group:
         for fields in _read_table("/etc/group"):
-            if len(fields) >= 3 and (fields[0] == group or fields[2] == group):
+            if len(fields) >= 3 and (fields[0] == group or fields[2] == group) \
+                    and _is_number(fields[2]):
                 gid = int(fields[2])
                 break
         else:
-            if not group.isdigit():
+            if not _is_number(group):
                 raise HelperError("failed", f"unable to find group {group}: no matching entries in group file")
             gid = int(group)
     return uid, gid if gid is not None else 0
+
+
+def _is_number(text: str) -> bool:
+    """Return whether text is a decimal number in ASCII digits, as ids in /etc/passwd are."""
+    return text.isascii() and text.isdigit()
 
 
 def _read_table(path: str) -> list[list[str]]:

@@ -28,6 +28,7 @@ STOP_TIMEOUT = 10
 STOP_POLL_SECONDS = 0.2
 # The OCI annotation that nerdctl's OCI hook reads as the container's host name.
 HOSTNAME_ANNOTATION = "nerdctl/hostname"
+NAME_ANNOTATION = "nerdctl/name"
 # containerd's restart manager labels, which `nerdctl start` sets before each start.
 RESTART_POLICY_LABEL = "containerd.io/restart.policy"
 RESTART_STATUS_LABEL = "containerd.io/restart.status"
@@ -366,6 +367,9 @@ class Containers:
 
     async def start(self, container_id: str) -> None:
         result = await self.runner.run(["container", "start", "--", container_id], check=False)
+        if result.returncode != 0 and "executable file not found" in result.error_text:
+            # Checked first, because the generic "not found" would read as a missing container.
+            raise EngineError(result.error_text)
         raise_for_container(result, container_id)
 
     async def stop(self, container_id: str, timeout: int | None, signal: str | None) -> None:
@@ -415,6 +419,13 @@ class Containers:
         result = await self.runner.run(["container", "rename", "--", container_id, new_name],
                                        check=False)
         raise_for_container(result, container_id)
+        if self.containerd is None:
+            return
+        # nerdctl's OCI hook takes the name for the name store and the hosts files from
+        # this annotation at each start, and `nerdctl rename` leaves it unchanged.
+        type_url, runtime_spec = await self.containerd.container_spec(container_id)
+        runtime_spec.setdefault("annotations", {})[NAME_ANNOTATION] = new_name
+        await self.containerd.replace_container_spec(container_id, type_url, runtime_spec)
 
     async def pause(self, container_id: str) -> None:
         result = await self.runner.run(["container", "pause", "--", container_id], check=False)

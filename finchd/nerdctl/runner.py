@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -39,6 +40,9 @@ class Result:
         return clean_error(self.stderr.decode(errors="replace"))
 
 
+JOINED_ERRORS_HEADER = re.compile(r"^\d+ errors?:\\n")
+
+
 def clean_error(text: str) -> str:
     """Strip nerdctl's `time=... level=fatal msg="..."` framing from stderr."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
@@ -50,7 +54,9 @@ def clean_error(text: str) -> str:
             start = line.index('msg="') + 5
             end = line.rfind('"')
             message = line[start:end] if end > start else line[start:]
-            messages.append(message.replace('\\"', '"'))
+            # logrus escapes the newline after Go's joined-errors header "N errors:".
+            message = JOINED_ERRORS_HEADER.sub("", message)
+            messages.append(message.replace('\\"', '"').replace("\\n", "; "))
         elif "level=" not in line:
             messages.append(line)
     return messages[-1] if messages else lines[-1]

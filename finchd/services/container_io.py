@@ -571,6 +571,6 @@ def _unix_time(value: str | None, name: str) -> str | None:
 def _tail(value: str | None) -> str | None:
     if value is None or value in ("", "all", "-1"):
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise InvalidParameterError(f"invalid value for tail: {value!r}")
     return value

@@ -27,6 +27,9 @@ MAX_HOSTNAME = 64
 NAME_PATTERN = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 # setdomainname takes at most 64 bytes, and the name also goes into hosts files.
 DOMAINNAME_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,63}")
+# Linux limits one environment string to 128 KiB (MAX_ARG_STRLEN), and nerdctl
+# passes the aliases to the CNI plugins in CNI_ARGS along with other values.
+MAX_ALIASES_BYTES = 65536
 # An alias becomes a name in the hosts files of the containers on its network.
 ALIAS_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,254}")
 # nerdctl's name store writes a file named `.temp.NAME`, and a file name has at
@@ -315,17 +318,32 @@ def _parse_mounts(value: Any) -> list[Mount]:
 def _parse_networking(spec: CreateSpec) -> None:
     endpoints = expect(spec.networking_config.get("EndpointsConfig"), dict,
                        "NetworkingConfig.EndpointsConfig") or {}
+    if len(endpoints) > 1:
+        # API 1.43 connects a new container to one network; the docker CLI and compose
+        # connect the others afterwards.
+        raise InvalidParameterError(
+            f"Container cannot be connected to network endpoints: {', '.join(endpoints)}")
     for name, endpoint in endpoints.items():
         where = f"NetworkingConfig.EndpointsConfig.{name}"
+        if endpoint is None:
+            raise InvalidParameterError(f"no EndpointSettings for {name}")
+        if spec.network not in ("host", "none") and not spec.network.startswith("container:"):
+            # dockerd connects the container to the network of its EndpointsConfig entry.
+            spec.network = "bridge" if name == "default" else name
         aliases, ipv4, ipv6 = parse_endpoint(endpoint, where,
                                              spec.on_user_network and is_user_network(name))
         spec.ipv4_address = ipv4 or spec.ipv4_address
         spec.ipv6_address = ipv6 or spec.ipv6_address
         spec.aliases += [alias for alias in aliases if alias not in spec.aliases]
+    size = sum(len(alias) + 1 for alias in spec.aliases)
+    if size > MAX_ALIASES_BYTES:
+        raise InvalidParameterError(
+            f"network aliases take {size} bytes; at most {MAX_ALIASES_BYTES} fit in the "
+            "CNI plugins' environment, where nerdctl passes them")
 
 
 def parse_endpoint(value: Any, where: str, user_network: bool) -> tuple[list[str], str, str]:
-    """Check one EndpointSettings object; return its aliases, IPv4 and IPv6 addresses."""
+    """Check one EndpointSettings object and return its aliases, IPv4 and IPv6 addresses."""
     endpoint = expect(value, dict, where) or {}
     aliases = strict_string_list(endpoint.get("Aliases"), f"{where}.Aliases") or []
     for alias in aliases:
@@ -336,12 +354,14 @@ def parse_endpoint(value: Any, where: str, user_network: bool) -> tuple[list[str
     ipam = expect(endpoint.get("IPAMConfig"), dict, f"{where}.IPAMConfig") or {}
     ipv4 = expect(ipam.get("IPv4Address"), str, f"{where}.IPAMConfig.IPv4Address") or ""
     ipv6 = expect(ipam.get("IPv6Address"), str, f"{where}.IPAMConfig.IPv6Address") or ""
-    for address in (ipv4, ipv6):
+    for address, version in ((ipv4, 4), (ipv6, 6)):
         if address:
             try:
-                ipaddress.ip_address(address)
+                parsed = ipaddress.ip_address(address)
             except ValueError:
                 raise InvalidParameterError(f"invalid IP address {address!r} in IPAMConfig") from None
+            if parsed.version != version:
+                raise InvalidParameterError(f"invalid IPv{version} address: {address}")
     # dockerd's rules: the predefined networks have no per-network names or addresses.
     if not user_network:
         if ipv4 or ipv6:

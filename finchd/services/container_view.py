@@ -267,7 +267,7 @@ def summary_ports(inspect: dict[str, Any]) -> list[dict[str, Any]]:
                           "PublicPort": int(binding.get("HostPort") or 0), "Type": protocol or "tcp"})
     for key in exposed:
         number, _, protocol = key.partition("/")
-        if number.isdigit():
+        if number.isascii() and number.isdigit():
             ports.append({"PrivatePort": int(number), "Type": protocol or "tcp"})
     return ports
 

@@ -13,6 +13,8 @@ from typing import Any
 from finchd.errors import (
     ConflictError,
     EngineError,
+    FinchdError,
+    ForbiddenError,
     InvalidParameterError,
     NoSuchContainerError,
     NoSuchImageError,
@@ -30,6 +32,7 @@ from finchd.services.filters import label_matches, parse_filters
 from finchd.services.records import RecordStore
 from finchd.services.timefmt import now_rfc3339
 from finchd.services.validation import check_signal, console_size
+from finchd.specs import is_user_network
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class ContainerService:
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._exits: dict[str, asyncio.Future[int]] = {}
         self._aliases: dict[str, str] = {}
+        # Exit codes of auto-remove containers that were removed after a failed start.
+        self._failed_starts: dict[str, int] = {}
         # Containers being re-created for stdin: lookups of the old id wait for the new one.
         self._replacing: dict[str, asyncio.Future[str]] = {}
         # Called with the ID of a new container that may have anonymous volumes, so that
@@ -76,7 +81,7 @@ class ContainerService:
         self.anonymous_volume_hook: Callable[[str], Awaitable[None]] | None = None
 
     async def create(self, body: Any, name: str | None) -> dict[str, Any]:
-        spec = parse_create(body, name, self._cgroup_limits())
+        spec = parse_create(await self._with_network_names(body), name, self._cgroup_limits())
         await self._check_network(spec.network)
         found = await find_image(self.images, spec.image)
         if found is None:
@@ -124,6 +129,33 @@ class ContainerService:
         record = self.records.load(container_id)
         record["HostConfig"] = {**(record.get("HostConfig") or {}), **host_config}
         self.records.save(container_id, record)
+
+    async def _with_network_names(self, body: Any) -> Any:
+        """Return the create body with network IDs and ID prefixes replaced by names.
+
+        nerdctl groups containers for name resolution by the network reference it
+        was given, so a container that joined by ID would not find the containers
+        that joined by name.
+        """
+        if not isinstance(body, dict) or self._network_ids is None:
+            return body
+        host = body.get("HostConfig")
+        networking = body.get("NetworkingConfig")
+        endpoints = networking.get("EndpointsConfig") if isinstance(networking, dict) else None
+        mode = host.get("NetworkMode") if isinstance(host, dict) else None
+        references = [mode] if isinstance(mode, str) else []
+        if isinstance(endpoints, dict):
+            references += list(endpoints)
+        if not any(is_user_network(reference) for reference in references):
+            return body
+        ids = await self._network_ids()
+        body = dict(body)
+        if isinstance(mode, str) and isinstance(host, dict):
+            body["HostConfig"] = {**host, "NetworkMode": network_name(mode, ids)}
+        if isinstance(endpoints, dict) and isinstance(networking, dict):
+            body["NetworkingConfig"] = {**networking, "EndpointsConfig": {
+                network_name(key, ids): value for key, value in endpoints.items()}}
+        return body
 
     async def _check_network(self, network: str) -> None:
         """Raise dockerd's 404 for a network that does not exist, before creating anything."""
@@ -183,6 +215,30 @@ class ContainerService:
         if view["State"]["Running"]:
             raise NotModifiedError("container already started")
         sessions = self.io.take_pending(view["Id"])
+        try:
+            await self._start(view, sessions)
+        except FinchdError as exc:
+            for session in sessions:
+                session.done.set()
+            error = start_error(exc)
+            if view["HostConfig"].get("AutoRemove"):
+                # As dockerd does, so that a client waiting for the removal returns.
+                self._failed_starts[view["Id"]] = start_exit_code(error)
+                asyncio.get_running_loop().call_later(
+                    EXIT_CODE_KEEP_SECONDS, self._failed_starts.pop, view["Id"], None)
+                await self._remove_after_failed_start(view["Id"])
+            raise error from exc
+        self._after_start(view)
+        return view
+
+    async def _remove_after_failed_start(self, container_id: str) -> None:
+        try:
+            await self.remove(container_id, force=True, volumes=True)
+        except FinchdError as exc:
+            log.error("removal of container %s after its failed start failed: %s",
+                      container_id, exc.message)
+
+    async def _start(self, view: dict[str, Any], sessions: list[AttachSession]) -> None:
         if any(session.stdin for session in sessions) and not view["Config"].get("Tty"):
             if _joins_other_namespaces(view["HostConfig"]):
                 # `nerdctl start` points such a container at the other container's
@@ -206,8 +262,6 @@ class ContainerService:
             await self.containers.start(view["Id"])
             if sessions:
                 asyncio.ensure_future(self.io.follow_output(view["Id"], sessions, started_at))
-        self._after_start(view)
-        return view
 
     async def _recreate_with_stdin(self, view: dict[str, Any],
                                    sessions: list[AttachSession]) -> None:
@@ -360,26 +414,36 @@ class ContainerService:
         running = view["State"]["Running"]
         if condition == "not-running" and not running:
             return int(view["State"]["ExitCode"])
-        if not running:
-            await self._wait_started(container_id)
-            container_id = self.resolve_alias(container_id)
         removed = self._removed.setdefault(container_id, asyncio.Event()) if condition == "removed" else None
+        if not running:
+            if not await self._wait_started(container_id, removed):
+                # Removed without running: an auto-remove container whose start failed.
+                return self._failed_starts.pop(container_id, 0)
+            container_id = self.resolve_alias(container_id)
+            if removed is not None:
+                removed = self._removed.setdefault(container_id, removed)
         code = await self._wait_exit(container_id)
         if removed is not None:
             await self._wait_removed(container_id, removed)
         return code
 
-    async def _wait_started(self, container_id: str) -> None:
+    async def _wait_started(self, container_id: str, removed: asyncio.Event | None) -> bool:
+        """Wait until the container runs, and return False if it is removed first."""
         event = self._started.setdefault(container_id, asyncio.Event())
         while not event.is_set():
+            if removed is not None and removed.is_set():
+                return False
             try:
                 await asyncio.wait_for(event.wait(), timeout=1.0)
             except TimeoutError:
                 natives = await self.containers.inspect([container_id])
                 if not natives:
+                    if removed is not None:
+                        return False
                     raise NoSuchContainerError(container_id)
                 if (natives[0].get("State") or {}).get("Running"):
-                    return
+                    return True
+        return True
 
     async def _wait_exit(self, container_id: str) -> int:
         future = self._exits.get(container_id)
@@ -404,6 +468,42 @@ class ContainerService:
             except TimeoutError:
                 if not await self.containers.inspect([container_id]):
                     return
+
+
+# Start failures that dockerd reports as the client's error (400) rather than its own.
+INVALID_COMMAND_MARKERS = ("executable file not found", "no such file or directory",
+                           "permission denied")
+
+
+def start_error(exc: FinchdError) -> FinchdError:
+    """Map a failed start to dockerd's status: 400 for a command that cannot run,
+    403 for a requested IP address that is taken or outside the network."""
+    if not isinstance(exc, EngineError):
+        return exc
+    lowered = exc.message.lower()
+    if any(marker in lowered for marker in INVALID_COMMAND_MARKERS):
+        return InvalidParameterError(exc.message)
+    if "failed to allocate all requested ips" in lowered:
+        return ForbiddenError(f"Address already in use or out of range: {exc.message}")
+    return exc
+
+
+def network_name(reference: str, ids: dict[str, str]) -> str:
+    """Return the name of the network a reference names: a name, an ID or an unambiguous ID prefix."""
+    if reference in ids or not is_user_network(reference):
+        return reference
+    matches = [name for name, network_id in ids.items() if network_id.startswith(reference)]
+    return matches[0] if len(matches) == 1 else reference
+
+
+def start_exit_code(error: FinchdError) -> int:
+    """Return the exit code dockerd records for a failed start: 127, 126 or 128."""
+    lowered = error.message.lower()
+    if "not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered:
+        return 126
+    return 128
 
 
 def _joins_other_namespaces(host_config: dict[str, Any]) -> bool:

@@ -152,7 +152,7 @@ def check_options(driver: str, options: dict[str, str]) -> None:
                 f"network option {key} is not supported for the {driver} driver; finchd "
                 f"supports {', '.join(allowed)}")
         if key in MTU_OPTIONS:
-            if not value.isdigit() or not 0 < int(value) <= 65535:
+            if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= 65535:
                 raise InvalidParameterError(f"invalid value for {key}: {value!r}, expected an "
                                             "MTU of 1 to 65535")
         elif key in BOOLEAN_OPTIONS:

@@ -111,7 +111,7 @@ def is_empty(value: Any) -> bool:
 
 def check_signal(value: str) -> None:
     """Raise dockerd's 400 unless value is a signal name (with or without SIG) or 1-64."""
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         if 1 <= int(value) <= MAX_SIGNAL_NUMBER:
             return
     else:

@@ -394,3 +394,9 @@ def test_connect_rejections(
     result = docker("network", "disconnect", "bridge", running)
     assert result.returncode != 0
     assert "cannot change the networks of a running container" in result.stderr
+
+
+@pytest.mark.parametrize("mtu", ["\u00b2", "\u0661\u0662\u0663", "1e3"])
+def test_api_create_non_ascii_mtu(api: ApiClient, mtu: str) -> None:
+    body = {"Name": unique_name("mtu"), "Options": {"com.docker.network.driver.mtu": mtu}}
+    assert_client_error(api.request("POST", CREATE, body=body), 400, "invalid value")

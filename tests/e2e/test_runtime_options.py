@@ -288,3 +288,54 @@ def test_run_with_stdin_keeps_alias_and_domain(
     assert output[0] == "first line"
     assert output[1].startswith("PING piped (")
     assert output[2] == "box.example.org"
+
+
+def test_failed_start_removes_auto_remove(docker: DockerCLI, busybox: str,
+                                          name: Callable[[str], str]) -> None:
+    container = name("failing")
+    result = docker("run", "--rm", "--name", container, busybox, "/no/such/command",
+                    timeout=60)
+    assert result.returncode == 127
+    assert "no such file or directory" in result.stderr
+    listed = docker.ok("ps", "-aq", "--filter", f"name=^{container}$")
+    assert listed.stdout.strip() == ""
+
+
+def test_missing_command_start_is_400(api: ApiClient, busybox: str,
+                                      name: Callable[[str], str]) -> None:
+    container = name("nocommand")
+    body = {"Image": busybox, "Cmd": ["no-such-command"]}
+    response = api.request("POST", f"{V}/containers/create?name={container}", body=body)
+    assert response.status == 201, response.body
+    started = api.request("POST", f"{V}/containers/{container}/start")
+    assert_client_error(started, 400, "executable file not found")
+
+
+def test_network_by_id_resolves_names(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    network_id = docker.ok("network", "inspect", "--format", "{{.Id}}",
+                           user_network).stdout.strip()
+    container = name("by-id")
+    docker.ok("run", "-d", "--name", container, "--network", network_id[:12],
+              "--network-alias", "by-id-alias", busybox, "sleep", "300")
+    networks = json.loads(docker.ok("inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                                    container).stdout)
+    assert list(networks) == [user_network]
+    assert networks[user_network]["NetworkID"] == network_id
+    address = networks[user_network]["IPAddress"]
+    assert resolved_address(docker, busybox, user_network, "by-id-alias") == address
+    assert resolved_address(docker, busybox, user_network, container) == address
+
+
+def test_rename_then_restart_resolves_new_name(
+        docker: DockerCLI, busybox: str, user_network: str,
+        name: Callable[[str], str]) -> None:
+    old = name("before")
+    new = name("after")
+    docker.ok("run", "-d", "--name", old, "--network", user_network, busybox, "sleep", "300")
+    docker.ok("rename", old, new)
+    docker.ok("restart", "-t", "1", new)
+    address = container_address(docker, new, user_network)
+    assert resolved_address(docker, busybox, user_network, new) == address
+    assert resolved_address(docker, busybox, user_network, old) == ""

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from finchd.api.app import make_app
 from finchd.nerdctl.containers import Containers
 from finchd.nerdctl.images import Images
-from finchd.nerdctl.runner import Runner
+from finchd.nerdctl.runner import Runner, clean_error
 from finchd.services.containers import ContainerService
 from finchd.services.images import ImageService
 from finchd.services.records import RecordStore
@@ -174,3 +174,9 @@ async def test_create_memory_out_of_range_is_400(client: TestClient) -> None:
     response = await client.post("/containers/create", json=body)
     assert response.status == 400
     assert "Memory" in (await response.json())["message"]
+
+
+def test_clean_error_drops_joined_errors_header() -> None:
+    stderr = ('time="2026-01-01T00:00:00Z" level=fatal msg="1 errors:\\nfailed to create '
+              'shim task: exec: \\"x\\": executable file not found in $PATH"')
+    assert clean_error(stderr) == 'failed to create shim task: exec: "x": executable file not found in $PATH'

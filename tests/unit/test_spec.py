@@ -7,6 +7,7 @@ import pytest
 from finchd.errors import InvalidParameterError
 from finchd.nerdctl.containers import create_args, hosts_names
 from finchd.services.container_spec import parse_create
+from finchd.services.containers import network_name
 
 
 def test_cmd_string_becomes_list() -> None:
@@ -108,3 +109,49 @@ def test_console_size_kept_only_with_tty() -> None:
 def test_invalid_domainname_rejected(domainname: str) -> None:
     with pytest.raises(InvalidParameterError, match="invalid Domainname"):
         parse_create({"Image": "busybox", "Domainname": domainname}, None, False)
+
+
+def test_many_endpoints_rejected() -> None:
+    body = {"Image": "busybox", "HostConfig": {"NetworkMode": "n1"},
+            "NetworkingConfig": {"EndpointsConfig": {"n1": {}, "n2": {}}}}
+    with pytest.raises(InvalidParameterError, match="cannot be connected to network endpoints"):
+        parse_create(body, None, False)
+
+
+def test_null_endpoint_rejected() -> None:
+    body = {"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": {"n1": None}}}
+    with pytest.raises(InvalidParameterError, match="no EndpointSettings for n1"):
+        parse_create(body, None, False)
+
+
+def test_endpoint_network_wins_over_mode() -> None:
+    body = {"Image": "busybox",
+            "NetworkingConfig": {"EndpointsConfig": {"n1": {"Aliases": ["db"]}}}}
+    spec = parse_create(body, None, False)
+    assert spec.network == "n1"
+    assert spec.aliases == ["db"]
+
+
+@pytest.mark.parametrize("field, address", [("IPv4Address", "fd00::5"),
+                                            ("IPv6Address", "10.1.2.3")])
+def test_address_of_wrong_family_rejected(field: str, address: str) -> None:
+    body = {"Image": "busybox", "HostConfig": {"NetworkMode": "n1"},
+            "NetworkingConfig": {"EndpointsConfig": {"n1": {"IPAMConfig": {field: address}}}}}
+    with pytest.raises(InvalidParameterError, match="invalid IPv"):
+        parse_create(body, None, False)
+
+
+def test_aliases_too_long_rejected() -> None:
+    aliases = [f"{index:03d}" + "a" * 250 for index in range(300)]
+    body = {"Image": "busybox", "HostConfig": {"NetworkMode": "n1"},
+            "NetworkingConfig": {"EndpointsConfig": {"n1": {"Aliases": aliases}}}}
+    with pytest.raises(InvalidParameterError, match="network aliases take"):
+        parse_create(body, None, False)
+
+
+def test_network_name_resolves_id_prefix() -> None:
+    ids = {"front": "ab" * 32, "back": "cd" * 32}
+    assert network_name("abab", ids) == "front"
+    assert network_name("front", ids) == "front"
+    assert network_name("bridge", ids) == "bridge"
+    assert network_name("ef", ids) == "ef"
