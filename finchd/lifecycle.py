@@ -115,7 +115,10 @@ class ActivityMonitor:
     (attach) return only when the stream ends, so they keep finchd busy.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, busy: Callable[[], bool] | None = None) -> None:
+        # busy() is true while finchd carries work that no request holds open, such
+        # as relaying the output of a container whose stdio finchd owns.
+        self.busy = busy
         self.in_flight = 0
         self.requests_started = 0
         self.last_activity = time.monotonic()
@@ -161,6 +164,9 @@ class ActivityMonitor:
         """Return how many seconds nothing has happened, or 0 while a request is in flight."""
         self.sample_connections(server)
         if self.in_flight:
+            return 0.0
+        if self.busy is not None and self.busy():
+            self.touch()
             return 0.0
         return time.monotonic() - self.last_activity
 

@@ -155,7 +155,7 @@ async def serve(settings: Settings, paths: Paths) -> int:
     loop = asyncio.get_running_loop()
     await start_engine(settings, paths, under_systemd=activated or notifier.enabled)
     services = build_services(settings, paths)
-    monitor = ActivityMonitor()
+    monitor = ActivityMonitor(busy=services["containers"].io.relaying)
     app = make_app(services, outer_middlewares=[monitor.middleware])
     # handler_cancellation ends a handler whose client went away, so that a
     # stream with nothing to send (logs -f, events) does not keep finchd busy.

@@ -46,6 +46,7 @@ class ContainerIO:
         self.fifo_root = fifo_root
         self._pending: dict[str, list[AttachSession]] = {}
         self._terminals: dict[str, int] = {}
+        self._fifo_relays = 0
 
     async def logs(self, container_id: str, *, follow: bool, timestamps: bool,
                    since: str | None, until: str | None, tail: str | None,
@@ -164,8 +165,16 @@ class ContainerIO:
         logs = {STDOUT: JsonFileLog(Path(log_path)), STDERR: JsonFileLog(Path(log_path))} \
             if log_path else {}
         outputs = {STDOUT: opened[1], STDERR: opened[2]}
+        self._fifo_relays += 1
         asyncio.ensure_future(self._relay_fifos(container_id, folder, opened[0], outputs,
                                                 sessions, logs))
+
+    def relaying(self) -> bool:
+        """Return whether finchd relays the stdio of a container it started with stdin.
+
+        Such a container's output has no other reader, so finchd must keep running.
+        """
+        return self._fifo_relays > 0
 
     async def _feed_task_stdin(self, container_id: str, readers: list[asyncio.StreamReader],
                                descriptor: int) -> None:
@@ -229,6 +238,7 @@ class ContainerIO:
             except asyncio.CancelledError:
                 pass
             shutil.rmtree(folder, ignore_errors=True)
+            self._fifo_relays -= 1
             for session in sessions:
                 session.done.set()
 

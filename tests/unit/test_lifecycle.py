@@ -130,3 +130,13 @@ async def test_stop_signal_ends_run(server: tuple[Server, ActivityMonitor]) -> N
     lifecycle.stop_requested.set()
 
     assert await asyncio.wait_for(run, EXIT_WITHIN) == "stop"
+
+
+async def test_busy_work_keeps_monitor_active() -> None:
+    busy = [True]
+    monitor = ActivityMonitor(busy=lambda: busy[0])
+    monitor.last_activity -= 100
+    server = web.Server(lambda request: web.Response())
+    assert monitor.idle_for(server) == 0.0
+    busy[0] = False
+    assert monitor.idle_for(server) < 1.0
