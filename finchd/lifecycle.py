@@ -116,7 +116,7 @@ class ActivityMonitor:
     """
 
     def __init__(self, busy: Callable[[], bool] | None = None) -> None:
-        # busy() is true while finchd carries work that no request holds open, such
+        # busy() is true while finchd carries work that no request keeps open, such
         # as relaying the output of a container whose stdio finchd owns.
         self.busy = busy
         self.in_flight = 0
