@@ -207,24 +207,19 @@ class Networks:
 
     async def gateways(self) -> dict[str, str]:
         """Return each network's IPv4 gateway by name, kept until a network is created or removed."""
-        if self._gateways is not None:
-            return self._gateways
-        try:
-            await self.list()
-        except EngineError:
-            return {}
-        return self._gateways or {}
-
+        return (await self._address_maps())[0]
 
     async def ids(self) -> dict[str, str]:
         """Return each network's ID by name, kept until a network is created or removed."""
-        if self._ids is not None:
-            return self._ids
-        try:
-            await self.list()
-        except EngineError:
-            return {}
-        return self._ids or {}
+        return (await self._address_maps())[1]
+
+    async def _address_maps(self) -> tuple[dict[str, str], dict[str, str]]:
+        if self._gateways is None or self._ids is None:
+            try:
+                await self.list()
+            except EngineError:
+                return {}, {}
+        return self._gateways or {}, self._ids or {}
 
 
 def _gateway_map(networks: list[NativeNetwork]) -> dict[str, str]:

@@ -64,3 +64,13 @@ def until_cutoff(values: list[str]) -> float | None:
     if parsed is None:
         raise InvalidParameterError(f"invalid filter 'until={value}'")
     return parsed.timestamp()
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """Match as dockerd's name filters do: the exact name, else a regular expression search."""
+    if pattern == name:
+        return True
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return False

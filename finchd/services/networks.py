@@ -18,7 +18,13 @@ from finchd.errors import (
 from finchd.nerdctl.networks import DEFAULT_NETWORK_LABEL, NativeNetwork, Networks
 from finchd.services import container_networks
 from finchd.services.containers import ContainerService
-from finchd.services.filters import Filters, label_matches, parse_filters, until_cutoff
+from finchd.services.filters import (
+    Filters,
+    label_matches,
+    name_matches,
+    parse_filters,
+    until_cutoff,
+)
 from finchd.services.network_ids import endpoint_id, pseudo_network_id
 from finchd.services.network_spec import parse_network_create
 from finchd.services.records import RecordStore
@@ -148,7 +154,7 @@ def match_list_filters(view: dict[str, Any], in_use: bool, filters: Filters) -> 
     """Apply GET /networks filters to one network, as dockerd's filterNetworks does."""
     for key, field in (("name", "Name"), ("id", "Id")):
         values = filters.get(key)
-        if values and not any(_regex_match(value, view[field]) for value in values):
+        if values and not any(name_matches(value, view[field]) for value in values):
             return False
     if filters.get("driver") and view["Driver"] not in filters["driver"]:
         return False
@@ -179,16 +185,6 @@ def check_list_filters(filters: Filters) -> None:
         raise InvalidParameterError(
             "invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" "
             "(or \"0\")")
-
-
-def _regex_match(pattern: str, text: str) -> bool:
-    """Match as Docker's filters do: an exact value, else a regular expression search."""
-    if pattern == text:
-        return True
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return False
 
 
 class NetworkService:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -23,7 +22,7 @@ from finchd.nerdctl.volumes import (
     Volumes,
     anonymous_volume_names,
 )
-from finchd.services.filters import Filters, label_matches, parse_filters
+from finchd.services.filters import Filters, label_matches, name_matches, parse_filters
 from finchd.services.records import RecordStore
 from finchd.services.timefmt import rfc3339
 from finchd.services.volume_spec import (
@@ -145,7 +144,7 @@ def match_list_filters(view: dict[str, Any], in_use: bool, filters: Filters,
                        dangling: bool | None) -> bool:
     """Apply GET /volumes filters to one volume, as dockerd's volume store does."""
     names = filters.get("name")
-    if names and not any(_name_matches(pattern, view["Name"]) for pattern in names):
+    if names and not any(name_matches(pattern, view["Name"]) for pattern in names):
         return False
     drivers = filters.get("driver")
     if drivers and view["Driver"] not in drivers:
@@ -171,16 +170,6 @@ def match_prune_filters(view: dict[str, Any], filters: Filters, everything: bool
         return False
     # dockerd never prunes a volume that was created with driver options.
     return not view["Options"]
-
-
-def _name_matches(pattern: str, name: str) -> bool:
-    """Match as dockerd's name filter does: the exact name, else a regular expression search."""
-    if pattern == name:
-        return True
-    try:
-        return re.search(pattern, name) is not None
-    except re.error:
-        return False
 
 
 class VolumeService:
