@@ -150,16 +150,16 @@ def make_app(services: dict[str, Any],
                           client_max_size=0)
     app[SERVICES] = services
     app.on_response_prepare.append(add_headers)
-    app.on_startup.append(_resume_health_checks)
+    app.on_startup.append(_resume_container_work)
     for module in (system, containers, exec, images, archive, networks, volumes):
         module.add_routes(app.router)
     return app
 
 
-async def _resume_health_checks(app: web.Application) -> None:
+async def _resume_container_work(app: web.Application) -> None:
     containers = app[SERVICES].get("containers")
     if containers is not None:
-        app[HEALTH_TASK] = asyncio.ensure_future(containers.resume_health_checks())
+        app[HEALTH_TASK] = asyncio.ensure_future(containers.resume())
 
 
 def route(router: web.UrlDispatcher, method: str, path: str, handler: Handler) -> None:

@@ -46,7 +46,7 @@ class ContainerIO:
         self.fifo_root = fifo_root
         self._pending: dict[str, list[AttachSession]] = {}
         self._terminals: dict[str, int] = {}
-        self._fifo_relays = 0
+        self._relays: dict[str, FifoRelay] = {}
 
     async def logs(self, container_id: str, *, follow: bool, timestamps: bool,
                    since: str | None, until: str | None, tail: str | None,
@@ -130,31 +130,25 @@ class ContainerIO:
         return process
 
     async def start_with_stdin(self, container_id: str, sessions: list[AttachSession],
-                               log_path: str) -> None:
-        """Start a non-TTY container with the sessions' input on its stdin.
+                               log_path: str, stdin_once: bool) -> None:
+        """Start a non-TTY container with OpenStdin, its stdio on FIFOs that finchd owns.
 
-        The container's stdio goes through FIFOs that finchd creates and reads, so
-        finchd relays the output to the sessions and appends it to the json-file log
-        at log_path. The relay ends when the runc shim closes the output FIFOs after
-        the process exits.
+        finchd relays the output to attached sessions and appends it to the json-file
+        log at log_path until the process exits, and copies the sessions' input to
+        the process's stdin. stdin stays open while no client is attached, as in
+        dockerd, and closes when an attached client's input ends if stdin_once.
         """
         if self.fifo_root is None:
             raise EngineError("starting a container with stdin needs a folder for its FIFOs")
         self.fifo_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{container_id[:12]}-", dir=self.fifo_root))
-        fifos = [folder / name for name in ("stdin", "stdout", "stderr")]
+        fifos = [folder / name for name in FIFO_NAMES]
         opened: list[int] = []
         try:
+            (folder / CONTAINER_ID_FILE).write_text(container_id)
             for fifo in fifos:
                 os.mkfifo(fifo, 0o600)
-            # O_RDWR opens without waiting for a reader, and finchd's descriptor is
-            # the FIFO's only writer on finchd's side.
-            opened.append(os.open(fifos[0], os.O_RDWR | os.O_NONBLOCK))
-            # The runc shim's open of each output FIFO for writing waits for a reader.
-            # finchd reads only once the task exists, because until the shim has opened
-            # its write end, a read returns end of file.
-            for fifo in fifos[1:]:
-                opened.append(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            opened = _open_fifos(folder)
             await self.containers.create_task_with_stdio(container_id, *map(str, fifos))
             await self.containers.start_task(container_id)
         except BaseException:
@@ -162,85 +156,38 @@ class ContainerIO:
                 os.close(descriptor)
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        logs = {STDOUT: JsonFileLog(Path(log_path)), STDERR: JsonFileLog(Path(log_path))} \
-            if log_path else {}
-        outputs = {STDOUT: opened[1], STDERR: opened[2]}
-        self._fifo_relays += 1
-        asyncio.ensure_future(self._relay_fifos(container_id, folder, opened[0], outputs,
-                                                sessions, logs))
+        relay = FifoRelay(self, container_id, folder, opened, log_path, stdin_once)
+        for session in sessions:
+            relay.add(session)
+
+    def resume_relay(self, container_id: str, folder: Path, log_path: str,
+                     stdin_once: bool) -> None:
+        """Read again the FIFOs of a running container that an earlier finchd started."""
+        FifoRelay(self, container_id, folder, _open_fifos(folder), log_path, stdin_once)
+        log.info("resumed relaying the output of container %s", container_id)
+
+    def relay_folders(self) -> dict[str, Path]:
+        """Return the FIFO folders that earlier starts left, by container ID."""
+        folders: dict[str, Path] = {}
+        if self.fifo_root is None or not self.fifo_root.is_dir():
+            return folders
+        for folder in self.fifo_root.iterdir():
+            try:
+                folders[(folder / CONTAINER_ID_FILE).read_text().strip()] = folder
+            except OSError:
+                shutil.rmtree(folder, ignore_errors=True)
+        return folders
+
+    def relay_of(self, container_id: str) -> FifoRelay | None:
+        """Return the relay of a running container whose stdio finchd owns, if any."""
+        return self._relays.get(container_id)
 
     def relaying(self) -> bool:
         """Return whether finchd relays the stdio of a container it started with stdin.
 
         Such a container's output has no other reader, so finchd must keep running.
         """
-        return self._fifo_relays > 0
-
-    async def _feed_task_stdin(self, container_id: str, readers: list[asyncio.StreamReader],
-                               descriptor: int) -> None:
-        """Copy each reader to the stdin FIFO, then close the process's stdin.
-
-        The shim keeps a writer of the FIFO open itself, so the process sees end of
-        file only after Tasks.CloseIO.
-        """
-        try:
-            await asyncio.gather(*(_copy_to_fifo(reader, descriptor) for reader in readers))
-        finally:
-            os.close(descriptor)
-        try:
-            await self.containers.close_task_stdin(container_id)
-        except FinchdError as exc:
-            # The process may have exited, and its task with it.
-            log.debug("cannot close the stdin of container %s: %s", container_id, exc.message)
-
-    async def _relay_fifos(self, container_id: str, folder: Path, stdin: int,
-                           outputs: dict[int, int],
-                           sessions: list[AttachSession],
-                           logs: dict[int, JsonFileLog]) -> None:
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
-
-        def read(stream: int, descriptor: int) -> None:
-            try:
-                data = os.read(descriptor, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                loop.remove_reader(descriptor)
-            chunks.put_nowait((stream, data))
-
-        for stream, descriptor in outputs.items():
-            loop.add_reader(descriptor, read, stream, descriptor)
-        feeder = asyncio.ensure_future(self._feed_task_stdin(
-            container_id, [session.stdin for session in sessions if session.stdin is not None],
-            stdin))
-        open_streams = set(outputs)
-        try:
-            while open_streams:
-                stream, data = await chunks.get()
-                if not data:
-                    open_streams.discard(stream)
-                    continue
-                if stream in logs:
-                    logs[stream].write("stdout" if stream == STDOUT else "stderr", data)
-                await _broadcast(_wanting(sessions, stream), stream, data)
-        finally:
-            for stream, descriptor in outputs.items():
-                loop.remove_reader(descriptor)
-                os.close(descriptor)
-                if stream in logs:
-                    logs[stream].close("stdout" if stream == STDOUT else "stderr")
-            feeder.cancel()
-            try:
-                await feeder
-            except asyncio.CancelledError:
-                pass
-            shutil.rmtree(folder, ignore_errors=True)
-            self._fifo_relays -= 1
-            for session in sessions:
-                session.done.set()
+        return bool(self._relays)
 
     async def _relay_terminal(self, key: str, master: int,
                               process: asyncio.subprocess.Process,
@@ -371,6 +318,128 @@ async def _feed_stdin(reader: asyncio.StreamReader | None, writer: asyncio.Strea
     except (BrokenPipeError, ConnectionResetError):
         return
     writer.close()
+
+
+FIFO_NAMES = ("stdin", "stdout", "stderr")
+# The file in a FIFO folder that names its container.
+CONTAINER_ID_FILE = "container-id"
+
+
+def _open_fifos(folder: Path) -> list[int]:
+    """Open a FIFO folder's stdin for writing and its stdout and stderr for reading.
+
+    O_RDWR opens stdin without waiting for a reader. The runc shim's open of each
+    output FIFO for writing waits for a reader, so those open before the task is
+    created, and finchd reads them only once the shim has its write ends, because
+    until then a read returns end of file.
+    """
+    opened = [os.open(folder / "stdin", os.O_RDWR | os.O_NONBLOCK)]
+    try:
+        for name in FIFO_NAMES[1:]:
+            opened.append(os.open(folder / name, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError:
+        for descriptor in opened:
+            os.close(descriptor)
+        raise
+    return opened
+
+
+class FifoRelay:
+    """The stdio of one running container whose FIFOs finchd owns.
+
+    The relay reads stdout and stderr until the shim closes them after the process
+    exits, and sends the output to the json-file log and to the attached sessions.
+    """
+
+    def __init__(self, io: ContainerIO, container_id: str, folder: Path,
+                 descriptors: list[int], log_path: str, stdin_once: bool):
+        self.io = io
+        self.container_id = container_id
+        self.folder = folder
+        self.stdin, stdout, stderr = descriptors
+        self.outputs = {STDOUT: stdout, STDERR: stderr}
+        self.sessions: list[AttachSession] = []
+        self.stdin_once = stdin_once
+        self.stdin_closed = False
+        self.feeders: list[asyncio.Task[None]] = []
+        self.logs = {STDOUT: JsonFileLog(Path(log_path)),
+                     STDERR: JsonFileLog(Path(log_path))} if log_path else {}
+        io._relays[container_id] = self
+        asyncio.ensure_future(self._run())
+
+    def add(self, session: AttachSession) -> None:
+        """Attach a client: it gets the output from now on, and its input goes to stdin."""
+        self.sessions.append(session)
+        if session.stdin is not None and not self.stdin_closed:
+            self.feeders.append(asyncio.ensure_future(self._feed(session.stdin)))
+
+    async def _feed(self, reader: asyncio.StreamReader) -> None:
+        await _copy_to_fifo(reader, self.stdin)
+        if not self.stdin_once or self.stdin_closed:
+            return
+        # The process sees end of file once no writer is left: finchd's descriptor,
+        # and the shim's own, which Tasks.CloseIO closes.
+        self.stdin_closed = True
+        for feeder in self.feeders:
+            if feeder is not asyncio.current_task():
+                feeder.cancel()
+        os.close(self.stdin)
+        try:
+            await self.io.containers.close_task_stdin(self.container_id)
+        except FinchdError as exc:
+            # The process may have exited, and its task with it.
+            log.debug("cannot close the stdin of container %s: %s", self.container_id,
+                      exc.message)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+
+        def read(stream: int, descriptor: int) -> None:
+            try:
+                data = os.read(descriptor, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(descriptor)
+            chunks.put_nowait((stream, data))
+
+        for stream, descriptor in self.outputs.items():
+            loop.add_reader(descriptor, read, stream, descriptor)
+        open_streams = set(self.outputs)
+        try:
+            while open_streams:
+                stream, data = await chunks.get()
+                if not data:
+                    open_streams.discard(stream)
+                    continue
+                if stream in self.logs:
+                    self.logs[stream].write(_stream_name(stream), data)
+                await _broadcast(_wanting(self.sessions, stream), stream, data)
+        finally:
+            self.io._relays.pop(self.container_id, None)
+            for stream, descriptor in self.outputs.items():
+                loop.remove_reader(descriptor)
+                os.close(descriptor)
+                if stream in self.logs:
+                    self.logs[stream].close(_stream_name(stream))
+            for feeder in self.feeders:
+                feeder.cancel()
+            await asyncio.gather(*self.feeders, return_exceptions=True)
+            if not self.stdin_closed:
+                os.close(self.stdin)
+            if not open_streams:
+                shutil.rmtree(self.folder, ignore_errors=True)
+            # Otherwise finchd is stopping while the container runs, and the next
+            # finchd reads the FIFOs again (resume_relay).
+            for session in self.sessions:
+                session.done.set()
+
+
+def _stream_name(stream: int) -> str:
+    return "stdout" if stream == STDOUT else "stderr"
 
 
 async def _copy_to_fifo(reader: asyncio.StreamReader, descriptor: int) -> None:

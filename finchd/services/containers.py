@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -108,6 +109,29 @@ class ContainerService:
         if anonymous_volumes and self.anonymous_volume_hook is not None:
             await self.anonymous_volume_hook(container_id)
         return {"Id": container_id, "Warnings": spec.warnings}
+
+    async def resume(self) -> None:
+        """Pick up the work of an earlier finchd: output relays, then health checks."""
+        await self.resume_relays()
+        await self.resume_health_checks()
+
+    async def resume_relays(self) -> None:
+        """Read the output of running containers whose FIFOs an earlier finchd owned."""
+        folders = self.io.relay_folders()
+        for container_id, folder in folders.items():
+            try:
+                view = await self.find(container_id)
+            except FinchdError:
+                view = None
+            if view is None or not view["State"]["Running"] or self.io.relay_of(container_id):
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            try:
+                self.io.resume_relay(container_id, folder, view.get("LogPath") or "",
+                                     bool(view["Config"].get("StdinOnce")))
+            except OSError as exc:
+                log.warning("cannot read the output of container %s again: %s",
+                            container_id, exc)
 
     async def resume_health_checks(self) -> None:
         """Watch the running containers that have health checks, after finchd starts."""
@@ -239,13 +263,22 @@ class ContainerService:
                       container_id, exc.message)
 
     async def _start(self, view: dict[str, Any], sessions: list[AttachSession]) -> None:
-        if any(session.stdin for session in sessions) and not view["Config"].get("Tty"):
-            if _joins_other_namespaces(view["HostConfig"]):
-                # `nerdctl start` points such a container at the other container's
-                # current namespaces, which a task made by finchd would not do.
+        config = view["Config"]
+        if not config.get("OpenStdin"):
+            # dockerd ignores a client's input to a container without OpenStdin.
+            for session in sessions:
+                session.stdin = None
+        if config.get("OpenStdin") and not config.get("Tty") and \
+                _joins_other_namespaces(view["HostConfig"]):
+            # `nerdctl start` points such a container at the other container's
+            # current namespaces, which a task made by finchd would not do.
+            if any(session.stdin for session in sessions):
                 await self._recreate_with_stdin(view, sessions)
             else:
-                await self.io.start_with_stdin(view["Id"], sessions, view.get("LogPath") or "")
+                await self.containers.start(view["Id"])
+        elif config.get("OpenStdin") and not config.get("Tty"):
+            await self.io.start_with_stdin(view["Id"], sessions, view.get("LogPath") or "",
+                                           bool(config.get("StdinOnce")))
         elif sessions and view["Config"].get("Tty"):
             args = self.containers.attach_start_args(view["Id"])
             # nerdctl's own errors go to a pipe, not onto the container's terminal.
@@ -324,7 +357,12 @@ class ContainerService:
         if not stream:
             session.done.set()
             return
-        if view["State"]["Running"]:
+        relay = self.io.relay_of(container_id)
+        if view["State"]["Running"] and relay is not None:
+            if not view["Config"].get("OpenStdin"):
+                session.stdin = None
+            relay.add(session)
+        elif view["State"]["Running"]:
             asyncio.ensure_future(self.io.follow_output(container_id, [session], now_rfc3339()))
         else:
             self.io.add_pending(container_id, session)

@@ -1,9 +1,10 @@
-"""Create options finchd writes into the OCI spec: aliases, addresses, console size, domain name."""
+"""Create and start options beyond nerdctl's flags: aliases, addresses, console size, domain name, stdin."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 
@@ -339,3 +340,25 @@ def test_rename_then_restart_resolves_new_name(
     address = container_address(docker, new, user_network)
     assert resolved_address(docker, busybox, user_network, new) == address
     assert resolved_address(docker, busybox, user_network, old) == ""
+
+
+def test_detached_open_stdin_keeps_running(docker: DockerCLI, busybox: str,
+                                           name: Callable[[str], str]) -> None:
+    container = name("open-stdin")
+    docker.ok("run", "-di", "--name", container, busybox, "sh")
+    time.sleep(2)
+    status = docker.ok("inspect", "--format", "{{.State.Status}}", container)
+    assert status.stdout.strip() == "running"
+    with docker.popen("attach", container, stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE) as attach:
+        assert attach.stdin is not None
+        assert attach.stdout is not None
+        try:
+            attach.stdin.write(b"echo through-attach\n")
+            attach.stdin.flush()
+            line = attach.stdout.readline()
+        finally:
+            attach.kill()
+    assert line == b"through-attach\n"
+    logs = docker.ok("logs", container)
+    assert logs.stdout == "through-attach\n"
