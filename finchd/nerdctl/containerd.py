@@ -19,6 +19,7 @@ from finchd.errors import EngineError, NoSuchContainerError
 SNAPSHOT_MOUNTS_METHOD = "/containerd.services.snapshots.v1.Snapshots/Mounts"
 CONTAINER_GET_METHOD = "/containerd.services.containers.v1.Containers/Get"
 CONTAINER_UPDATE_METHOD = "/containerd.services.containers.v1.Containers/Update"
+TASKS_SERVICE = "/containerd.services.tasks.v1.Tasks/"
 TASK_CREATE_METHOD = "/containerd.services.tasks.v1.Tasks/Create"
 TASK_START_METHOD = "/containerd.services.tasks.v1.Tasks/Start"
 TASK_DELETE_METHOD = "/containerd.services.tasks.v1.Tasks/Delete"
@@ -290,5 +291,8 @@ class Containerd:
             except grpc.RpcError as exc:
                 if container_id and exc.code() == grpc.StatusCode.NOT_FOUND:
                     raise NoSuchContainerError(container_id) from exc
+                if method.startswith(TASKS_SERVICE):
+                    # containerd's own text, such as runc's reason for a failed start.
+                    raise EngineError(str(exc.details())) from exc
                 raise EngineError(f"containerd {method} failed: {exc.details()}") from exc
         return reply

@@ -40,6 +40,9 @@ async def connect(containers: ContainerService, view: dict[str, Any], network: s
     aliases, ipv4, ipv6 = parse_endpoint(endpoint, "EndpointConfig", is_user_network(network))
     current = list(view["NetworkSettings"]["Networks"])
     mode = _network_mode(view)
+    if current == ["none"] and mode != "none":
+        # Disconnected from its last network, which nerdctl records as "none".
+        current = []
     if network == "host" or mode == "host":
         raise InvalidParameterError(HOST_NETWORK_CONFLICT)
     if mode.startswith("container:"):

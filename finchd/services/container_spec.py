@@ -41,7 +41,7 @@ MAC_ADDRESS_PATTERN = re.compile(r"[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}")
 # Options after the second colon of a bind, comma-separated, as dockerd accepts them.
 BIND_OPTIONS = frozenset({"rw", "ro", "z", "Z", "nocopy", "shared", "rshared", "slave",
                           "rslave", "private", "rprivate"})
-PORT_PATTERN = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?$")
+PORT_PATTERN = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?$", re.ASCII)
 
 # Resource limits need cgroup controllers. Without them dockerd accepts the request
 # and discards the limit with a warning; finchd does the same.
@@ -153,6 +153,11 @@ def _parse_config(spec: CreateSpec) -> None:
         if not entry or entry.startswith("="):
             raise InvalidParameterError(f"invalid environment variable: {entry!r}")
     spec.labels = string_map(config.get("Labels"), "Labels") or {}
+    for key in spec.labels:
+        if key.startswith("nerdctl/"):
+            # nerdctl rejects these, because it keeps its own state in them.
+            raise InvalidParameterError(
+                f"invalid label {key!r}: keys starting with nerdctl/ are reserved for the engine")
     spec.exposed_ports = set_object(config.get("ExposedPorts"), "ExposedPorts")
     for port in spec.exposed_ports:
         _parse_port(port, "ExposedPorts")
@@ -226,7 +231,7 @@ def _parse_host_config(spec: CreateSpec, cgroup_limits: bool) -> None:
 
 
 # tmpfs sizes: a number with an optional k, m, g suffix, or a percentage of memory.
-TMPFS_SIZE = re.compile(r"\d+[kKmMgG]?|\d+%")
+TMPFS_SIZE = re.compile(r"\d+[kKmMgG]?|\d+%", re.ASCII)
 CAPABILITY_PATTERN = re.compile(r"(?i)(CAP_)?[A-Z_]+|ALL")
 
 

@@ -10,7 +10,7 @@ from finchd.errors import InvalidParameterError
 from finchd.services.timefmt import parse_time
 
 Filters = dict[str, list[str]]
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)$")
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)$", re.ASCII)
 DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
@@ -22,6 +22,9 @@ def parse_filters(raw: str | None, allowed: set[str]) -> Filters:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidParameterError(f"invalid filter: {exc}") from exc
+    if data is None:
+        # dockerd reads `null` as no filter at all.
+        return {}
     if not isinstance(data, dict):
         raise InvalidParameterError("invalid filter: expected a JSON object")
     result: Filters = {}

@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timezone
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_FRACTION = re.compile(r"\.(\d+)")
+_FRACTION = re.compile(r"\.(\d+)", re.ASCII)
 
 
 def rfc3339(moment: datetime) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from finchd.errors import InvalidParameterError, NotFoundError
 from finchd.services.validation import describe, expect, string_map
 
+RESERVED_LABEL_PREFIX = "nerdctl/"
 CREATE_FIELDS = {"Name", "Driver", "DriverOpts", "Labels", "ClusterVolumeSpec"}
 LOCAL_DRIVER = "local"
 # dockerd's rule for local volume names; nerdctl 2.0.3 applies the same pattern.
@@ -20,7 +21,7 @@ MAX_NAME_LENGTH = 255 - len(".json")
 # The options of dockerd's local driver, and the options each one requires.
 LOCAL_OPTIONS = ("type", "o", "device", "size")
 REQUIRED_OPTIONS = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
-SIZE_PATTERN = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$", re.IGNORECASE)
+SIZE_PATTERN = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$", re.IGNORECASE | re.ASCII)
 
 
 @dataclass
@@ -56,6 +57,11 @@ def parse_volume_create(body: Any) -> VolumeRequest:
             raise InvalidParameterError(
                 f"invalid label key {key!r}: a volume label key must be non-empty and must not "
                 "contain '='")
+        if key.startswith(RESERVED_LABEL_PREFIX):
+            # nerdctl keeps its own state in these labels, such as the anonymous mark.
+            raise InvalidParameterError(
+                f"invalid label key {key!r}: keys starting with {RESERVED_LABEL_PREFIX} "
+                "are reserved for the engine")
     anonymous = not name
     if anonymous:
         # The shape of dockerd's generated names: 32 random bytes in hexadecimal.

@@ -301,7 +301,12 @@ class VolumeService:
                       and match_prune_filters(self._view(volume, usage), filters, everything)]
         sizes = {volume.name: volume.size
                  for volume in await self.volumes.inspect(candidates, size=True)}
-        removed = await self.volumes.remove(candidates)
+        try:
+            removed = await self.volumes.remove(candidates)
+        except (ConflictError, NotFoundError):
+            # A container took the one candidate, or it went, since the list was read;
+            # dockerd's prune skips such volumes as well.
+            removed = []
         for name in removed:
             self.records.delete(name)
         if removed:

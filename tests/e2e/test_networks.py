@@ -400,3 +400,19 @@ def test_connect_rejections(
 def test_api_create_non_ascii_mtu(api: ApiClient, mtu: str) -> None:
     body = {"Name": unique_name("mtu"), "Options": {"com.docker.network.driver.mtu": mtu}}
     assert_client_error(api.request("POST", CREATE, body=body), 400, "invalid value")
+
+
+def test_reconnect_after_last_disconnect(
+    docker: DockerCLI, busybox: str, network_name: Callable[[str], str],
+    name: Callable[[str], str]
+) -> None:
+    first = network_name("netonly")
+    second = network_name("netnext")
+    docker.ok("network", "create", first)
+    docker.ok("network", "create", second)
+    container = name("moved")
+    docker.ok("create", "--name", container, "--network", first, busybox, "sleep", "300")
+    docker.ok("network", "disconnect", first, container)
+    docker.ok("network", "connect", second, container)
+    docker.ok("start", container)
+    assert list(container_networks(docker, container)) == [second]

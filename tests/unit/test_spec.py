@@ -155,3 +155,9 @@ def test_network_name_resolves_id_prefix() -> None:
     assert network_name("front", ids) == "front"
     assert network_name("bridge", ids) == "bridge"
     assert network_name("ef", ids) == "ef"
+
+
+def test_reserved_container_label_rejected() -> None:
+    body = {"Image": "busybox", "Labels": {"nerdctl/name": "x"}}
+    with pytest.raises(InvalidParameterError, match="reserved for the engine"):
+        parse_create(body, None, False)

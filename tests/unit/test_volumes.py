@@ -287,3 +287,14 @@ def test_match_prune_filters() -> None:
     assert match_prune_filters(named, {"label!": ["env", "other"]}, everything=True)
     with_options = _view("o", {}, options={"size": "0"})
     assert not match_prune_filters(with_options, {}, everything=True)
+
+
+def test_reserved_label_prefix_rejected() -> None:
+    with pytest.raises(InvalidParameterError, match="reserved for the engine"):
+        parse_volume_create({"Name": "data", "Labels": {"nerdctl/anonymous-volumes": "x"}})
+
+
+@pytest.mark.parametrize("size", ["\u0660", "\u00b9m", "1\u0660g"])
+def test_size_with_non_ascii_digits_rejected(size: str) -> None:
+    with pytest.raises(InvalidParameterError, match="invalid size"):
+        parse_size("data", size)
