@@ -1,9 +1,10 @@
 """Calls to containerd's gRPC API for what nerdctl has no command or flag for.
 
 finchd encodes the few protobuf messages it needs by hand, so it needs no
-generated code: Snapshots.Mounts; Containers.Get and Containers.Update, to
-change a container's OCI runtime spec and labels before it starts; and
-Tasks.Create, Start, CloseIO and Delete, to start a task with stdin.
+generated code. It reads snapshot mounts with Snapshots.Mounts. It changes a
+container's OCI runtime spec and labels before a start with Containers.Get
+and Containers.Update. It starts a task with stdin through Tasks.Create,
+Start, CloseIO and Delete.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ class Containerd:
 
     async def create_task(self, container_id: str, rootfs: list[dict[str, Any]], stdin: str,
                           stdout: str, stderr: str) -> None:
-        """Create a container's task with its stdio on FIFOs; runc creates the process."""
+        """Create a container's task with its stdio on FIFOs, in which runc creates the process."""
         request = encode_create_task(container_id, rootfs, stdin, stdout, stderr)
         await asyncio.to_thread(self._call, TASK_CREATE_METHOD, request, container_id)
 
@@ -263,13 +264,13 @@ class Containerd:
         await asyncio.to_thread(self._call, TASK_START_METHOD, request, container_id)
 
     async def close_task_stdin(self, container_id: str) -> None:
-        """Close the stdin of a task's process; the shim holds the FIFO open until then."""
+        """Close the stdin of a task's process, whose FIFO the shim keeps open until then."""
         # CloseIORequest: container_id = 1, exec_id = 2, stdin = 3.
         request = protobuf_string(1, container_id) + _varint(3 << 3) + _varint(1)
         await asyncio.to_thread(self._call, TASK_CLOSE_IO_METHOD, request, container_id)
 
     async def delete_task(self, container_id: str) -> bool:
-        """Delete a container's stopped task; return False when it has none."""
+        """Delete a container's stopped task, and return False when it has none."""
         request = protobuf_string(1, container_id)
         try:
             await asyncio.to_thread(self._call, TASK_DELETE_METHOD, request, container_id)
