@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -209,15 +211,54 @@ class JsonFileLog:
             log.warning("cannot append to the container log %s: %s", self.path, exc)
 
 
+class VolumeGuard:
+    """Lets container creates run together, but never alongside a volume removal.
+
+    nerdctl checks neither side against the other, so a volume removed while a
+    container that names it is created would leave a container that cannot start.
+    """
+
+    def __init__(self) -> None:
+        self._creates = 0
+        self._removing = False
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def creating(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._removing)
+            self._creates += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._creates -= 1
+                self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def removing(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._removing and not self._creates)
+            self._removing = True
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._removing = False
+                self._changed.notify_all()
+
+
 class Containers:
     """nerdctl's container commands."""
 
     def __init__(self, runner: Runner, containerd: Containerd | None = None):
         self.runner = runner
         self.containerd = containerd
+        self.volume_guard = VolumeGuard()
 
     async def create(self, spec: CreateSpec) -> str:
-        result = await self.runner.run(create_args(spec), check=False)
+        async with self.volume_guard.creating():
+            result = await self.runner.run(create_args(spec), check=False)
         if result.returncode != 0:
             text = result.error_text
             if "already used" in text or "name-store" in text or "already exists" in text:

@@ -266,18 +266,20 @@ class VolumeService:
             if force:
                 return
             raise
-        usage = await self._usage()
-        users = usage.users.get(volume.name)
-        if users:
-            raise _in_use(volume.name, users)
-        try:
-            await self.volumes.remove([volume.name])
-        except ConflictError:
-            # A container started using it since the containers were read.
-            raise _in_use(volume.name, (await self._usage()).users.get(volume.name, [])) from None
-        except NotFoundError:
-            if not force:
-                raise
+        async with self.containers.volume_guard.removing():
+            usage = await self._usage()
+            users = usage.users.get(volume.name)
+            if users:
+                raise _in_use(volume.name, users)
+            try:
+                await self.volumes.remove([volume.name])
+            except ConflictError:
+                # A container started using it since the containers were read.
+                users = (await self._usage()).users.get(volume.name, [])
+                raise _in_use(volume.name, users) from None
+            except NotFoundError:
+                if not force:
+                    raise
         self.records.delete(volume.name)
         log.info("removed volume %s", volume.name)
 
@@ -291,7 +293,8 @@ class VolumeService:
             raise ConflictError("a prune operation is already running")
         self._pruning = True
         try:
-            return await self._prune(filters, everything)
+            async with self.containers.volume_guard.removing():
+                return await self._prune(filters, everything)
         finally:
             self._pruning = False
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from finchd.errors import EngineError, InvalidParameterError, NotFoundError
+from finchd.nerdctl.containers import VolumeGuard
 from finchd.nerdctl.volumes import (
     ANONYMOUS_VOLUMES_LABEL,
     NativeVolume,
@@ -298,3 +300,30 @@ def test_reserved_label_prefix_rejected() -> None:
 def test_size_with_non_ascii_digits_rejected(size: str) -> None:
     with pytest.raises(InvalidParameterError, match="invalid size"):
         parse_size("data", size)
+
+
+async def test_volume_guard_orders_removal_after_creates() -> None:
+    guard = VolumeGuard()
+    order: list[str] = []
+    create_started = asyncio.Event()
+    finish_create = asyncio.Event()
+
+    async def create(label: str) -> None:
+        async with guard.creating():
+            order.append(f"{label} started")
+            create_started.set()
+            await finish_create.wait()
+            order.append(f"{label} ended")
+
+    async def remove() -> None:
+        await create_started.wait()
+        async with guard.removing():
+            order.append("remove")
+
+    tasks = [asyncio.ensure_future(create("first")), asyncio.ensure_future(create("second")),
+             asyncio.ensure_future(remove())]
+    await asyncio.sleep(0.05)
+    assert order == ["first started", "second started"]
+    finish_create.set()
+    await asyncio.gather(*tasks)
+    assert order[-1] == "remove"
