@@ -73,7 +73,8 @@ def build_services(settings: Settings, paths: Paths) -> dict[str, Any]:
                                          has_cgroup_limits, networks.gateways,
                                          network_exists=networks.exists,
                                          network_ids=networks.ids,
-                                         fifo_root=paths.runtime / "fifo")
+                                         fifo_root=paths.runtime / "fifo",
+                                         network_subnets=networks.subnets)
     system = SystemService(containers, images, settings.namespace, paths.data,
                            lambda: engine_versions(settings))
     volumes = VolumeService(Volumes(runner), containers, RecordStore(paths.data / "volumes"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from finchd.errors import (
@@ -204,6 +205,13 @@ class Networks:
         if "no network found" in text:
             raise NotFoundError(f"network {name} not found")
         raise EngineError(result.error_text or f"nerdctl network rm {name} failed")
+
+    async def subnets(self, name: str) -> Sequence[str] | None:
+        """Return the subnets of a network, or None when nerdctl lists no such network."""
+        for network in await self.list():
+            if network.name == name:
+                return [ipam_range.subnet for ipam_range in network.ranges]
+        return None
 
     async def gateways(self) -> dict[str, str]:
         """Return each network's IPv4 gateway by name, kept until a network is created or removed."""

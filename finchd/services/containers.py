@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from finchd.services.filters import label_matches, parse_filters
 from finchd.services.records import RecordStore
 from finchd.services.timefmt import now_rfc3339
 from finchd.services.validation import check_signal, console_size
-from finchd.specs import is_user_network
+from finchd.specs import CreateSpec, is_user_network
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class ContainerService:
                  gateways: Callable[[], Awaitable[dict[str, str]]],
                  network_exists: Callable[[str], Awaitable[bool]] | None = None,
                  network_ids: Callable[[], Awaitable[dict[str, str]]] | None = None,
-                 fifo_root: Path | None = None):
+                 fifo_root: Path | None = None,
+                 network_subnets: Callable[[str], Awaitable[Sequence[str] | None]] | None = None):
         self.containers = containers
         self.io = ContainerIO(containers, fifo_root)
         self.health = HealthMonitor(containers, records)
@@ -67,6 +69,7 @@ class ContainerService:
         self._gateways = gateways
         self._network_exists = network_exists
         self._network_ids = network_ids
+        self._network_subnets = network_subnets
         self._started: dict[str, asyncio.Event] = {}
         self._removed: dict[str, asyncio.Event] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
@@ -84,6 +87,7 @@ class ContainerService:
     async def create(self, body: Any, name: str | None) -> dict[str, Any]:
         spec = parse_create(await self._with_network_names(body), name, self._cgroup_limits())
         await self._check_network(spec.network)
+        await self._check_addresses(spec)
         found = await find_image(self.images, spec.image)
         if found is None:
             raise NoSuchImageError(spec.image)
@@ -180,6 +184,26 @@ class ContainerService:
             body["NetworkingConfig"] = {**networking, "EndpointsConfig": {
                 network_name(key, ids): value for key, value in endpoints.items()}}
         return body
+
+    async def _check_addresses(self, spec: CreateSpec) -> None:
+        """Raise dockerd's 400 for a requested address that no subnet of the network contains."""
+        addresses = [address for address in (spec.ipv4_address, spec.ipv6_address) if address]
+        if not addresses or self._network_subnets is None:
+            return
+        subnets = await self._network_subnets(spec.network)
+        if subnets is None:
+            return
+        networks = [ipaddress.ip_network(subnet, strict=False) for subnet in subnets]
+        for address in addresses:
+            parsed = ipaddress.ip_address(address)
+            family = [network for network in networks if network.version == parsed.version]
+            if not family:
+                raise InvalidParameterError(
+                    f"user specified IP address {address} is supported only when connecting "
+                    f"to networks with an IPv{parsed.version} subnet, and {spec.network} has none")
+            if not any(parsed in network for network in family):
+                raise InvalidParameterError(
+                    f"no configured subnet or ip-range contain the IP address {address}")
 
     async def _check_network(self, network: str) -> None:
         """Raise dockerd's 404 for a network that does not exist, before creating anything."""

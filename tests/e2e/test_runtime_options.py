@@ -362,3 +362,24 @@ def test_detached_open_stdin_keeps_running(docker: DockerCLI, busybox: str,
     assert line == b"through-attach\n"
     logs = docker.ok("logs", container)
     assert logs.stdout == "through-attach\n"
+
+
+def test_address_outside_subnet_is_400(api: ApiClient, docker: DockerCLI, busybox: str,
+                                       user_network: str) -> None:
+    subnet = docker.ok("network", "inspect", "--format", "{{(index .IPAM.Config 0).Subnet}}",
+                       user_network).stdout.strip()
+    outside = str(ipaddress.ip_network(subnet).broadcast_address + 256)
+    body = {"Image": busybox, "HostConfig": {"NetworkMode": user_network},
+            "NetworkingConfig": {"EndpointsConfig": {
+                user_network: {"IPAMConfig": {"IPv4Address": outside}}}}}
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert_client_error(response, 400, f"contain the IP address {outside}")
+
+
+def test_ipv6_address_without_ipv6_subnet_is_400(api: ApiClient, busybox: str,
+                                                 user_network: str) -> None:
+    body = {"Image": busybox, "HostConfig": {"NetworkMode": user_network},
+            "NetworkingConfig": {"EndpointsConfig": {
+                user_network: {"IPAMConfig": {"IPv6Address": "fd00::5"}}}}}
+    response = api.request("POST", f"{V}/containers/create", body=body)
+    assert_client_error(response, 400, "IPv6 subnet")
