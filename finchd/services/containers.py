@@ -292,15 +292,13 @@ class ContainerService:
             # dockerd ignores a client's input to a container without OpenStdin.
             for session in sessions:
                 session.stdin = None
-        if config.get("OpenStdin") and not config.get("Tty") and \
-                _joins_other_namespaces(view["HostConfig"]):
-            # `nerdctl start` points such a container at the other container's
-            # current namespaces, which a task made by finchd would not do.
-            if any(session.stdin for session in sessions):
-                await self._recreate_with_stdin(view, sessions)
-            else:
-                await self.containers.start(view["Id"])
-        elif config.get("OpenStdin") and not config.get("Tty"):
+        owns_stdio = bool(config.get("OpenStdin")) and not config.get("Tty")
+        # `nerdctl start` points a container that joins another container's namespaces
+        # at that container's current namespaces, which a task made by finchd would not do.
+        shares_namespaces = _joins_other_namespaces(view["HostConfig"])
+        if owns_stdio and shares_namespaces and any(session.stdin for session in sessions):
+            await self._recreate_with_stdin(view, sessions)
+        elif owns_stdio and not shares_namespaces:
             await self.io.start_with_stdin(view["Id"], sessions, view.get("LogPath") or "",
                                            bool(config.get("StdinOnce")))
         elif sessions and view["Config"].get("Tty"):
