@@ -172,14 +172,7 @@ def encode_create_task(container_id: str, rootfs: list[dict[str, Any]], stdin: s
 
 def encode_labels_update(container_id: str, labels: dict[str, str]) -> bytes:
     """Encode an UpdateContainerRequest that sets the given labels only."""
-    container = protobuf_string(CONTAINER_ID_FIELD, container_id)
-    paths = []
-    for key, value in labels.items():
-        entry = protobuf_string(1, key) + protobuf_string(2, value)
-        container += protobuf_bytes(CONTAINER_LABELS_FIELD, entry)
-        paths.append(f"labels.{key}")
-    update_mask = b"".join(protobuf_string(1, path) for path in paths)
-    return protobuf_bytes(1, container) + protobuf_bytes(2, update_mask)
+    return _encode_update(container_id, labels, None)
 
 
 def decode_container_spec(reply: bytes) -> tuple[str, dict[str, Any]]:
@@ -203,14 +196,19 @@ def encode_spec_update(container_id: str, type_url: str, spec: dict[str, Any],
     """Encode an UpdateContainerRequest that replaces the spec and the given labels only."""
     spec_any = (protobuf_string(ANY_TYPE_URL_FIELD, type_url)
                 + protobuf_bytes(ANY_VALUE_FIELD, json.dumps(spec).encode()))
+    return _encode_update(container_id, labels or {}, spec_any)
+
+
+def _encode_update(container_id: str, labels: dict[str, str], spec_any: bytes | None) -> bytes:
     container = protobuf_string(CONTAINER_ID_FIELD, container_id)
-    paths = ["spec"]
-    for key, value in (labels or {}).items():
+    paths = ["spec"] if spec_any is not None else []
+    for key, value in labels.items():
         # A protobuf map is a repeated message of key (field 1) and value (field 2).
         entry = protobuf_string(1, key) + protobuf_string(2, value)
         container += protobuf_bytes(CONTAINER_LABELS_FIELD, entry)
         paths.append(f"labels.{key}")
-    container += protobuf_bytes(CONTAINER_SPEC_FIELD, spec_any)
+    if spec_any is not None:
+        container += protobuf_bytes(CONTAINER_SPEC_FIELD, spec_any)
     update_mask = b"".join(protobuf_string(1, path) for path in paths)
     return protobuf_bytes(1, container) + protobuf_bytes(2, update_mask)
 

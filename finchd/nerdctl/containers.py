@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -291,22 +291,37 @@ class Containers:
         domainname = spec.config.get("Domainname") or ""
         if spec.console_size is None and not names and not domainname:
             return
+        hook = self._domainname_hook(domainname) if domainname else None
+
+        def edit(runtime_spec: dict[str, Any]) -> None:
+            if spec.console_size is not None:
+                height, width = spec.console_size
+                # runc sizes the terminal before the process starts, which a resize
+                # after `nerdctl start` cannot do.
+                process = runtime_spec.setdefault("process", {})
+                process["consoleSize"] = {"height": height, "width": width}
+            if names:
+                annotations = runtime_spec.setdefault("annotations", {})
+                annotations[HOSTNAME_ANNOTATION] = " ".join(names)
+            if hook is not None:
+                hooks = runtime_spec.setdefault("hooks", {})
+                hooks.setdefault("createContainer", []).append(hook)
+
+        await self._edit_spec(container_id, edit)
+
+    def _engine_api(self, purpose: str) -> Containerd:
+        """Return the containerd client, or raise for a purpose that needs it."""
         if self.containerd is None:
-            raise EngineError("console size, domain name and network aliases need containerd's API")
-        type_url, runtime_spec = await self.containerd.container_spec(container_id)
-        if spec.console_size is not None:
-            height, width = spec.console_size
-            # runc sizes the terminal before the process starts, which a resize
-            # after `nerdctl start` cannot do.
-            process = runtime_spec.setdefault("process", {})
-            process["consoleSize"] = {"height": height, "width": width}
-        if names:
-            annotations = runtime_spec.setdefault("annotations", {})
-            annotations[HOSTNAME_ANNOTATION] = " ".join(names)
-        if domainname:
-            hooks = runtime_spec.setdefault("hooks", {})
-            hooks.setdefault("createContainer", []).append(self._domainname_hook(domainname))
-        await self.containerd.replace_container_spec(container_id, type_url, runtime_spec)
+            raise EngineError(f"{purpose} needs containerd's API")
+        return self.containerd
+
+    async def _edit_spec(self, container_id: str, edit: Callable[[dict[str, Any]], None],
+                         labels: dict[str, str] | None = None) -> None:
+        """Apply edit to a container's stored OCI runtime spec, and set labels with it."""
+        containerd = self._engine_api("changing a container's runtime spec")
+        type_url, runtime_spec = await containerd.container_spec(container_id)
+        edit(runtime_spec)
+        await containerd.replace_container_spec(container_id, type_url, runtime_spec, labels)
 
     async def create_task_with_stdio(self, container_id: str, stdin: str, stdout: str,
                                      stderr: str) -> None:
@@ -317,35 +332,30 @@ class Containers:
         labels, deletes the task of an earlier run and creates a task. The caller
         reads the output FIFOs, writes the container's log and calls start_task.
         """
-        if self.containerd is None:
-            raise EngineError("starting a container with stdin needs containerd's API")
-        record = await self.containerd.container(container_id)
+        containerd = self._engine_api("starting a container with stdin")
+        record = await containerd.container(container_id)
         labels = {EXPLICITLY_STOPPED_LABEL: "false"}
         if RESTART_POLICY_LABEL in record.labels:
             labels[RESTART_STATUS_LABEL] = "running"
-        await self.containerd.set_labels(container_id, labels)
-        await self.containerd.delete_task(container_id)
+        await containerd.set_labels(container_id, labels)
+        await containerd.delete_task(container_id)
         rootfs: list[dict[str, Any]] = []
         if record.snapshot_key:
-            rootfs = await self.containerd.snapshot_mounts(record.snapshotter,
-                                                           record.snapshot_key)
-        await self.containerd.create_task(container_id, rootfs, stdin, stdout, stderr)
+            rootfs = await containerd.snapshot_mounts(record.snapshotter, record.snapshot_key)
+        await containerd.create_task(container_id, rootfs, stdin, stdout, stderr)
 
     async def start_task(self, container_id: str) -> None:
         """Start a task made by create_task_with_stdio, or delete it if it cannot start."""
-        if self.containerd is None:
-            raise EngineError("starting a container with stdin needs containerd's API")
+        containerd = self._engine_api("starting a container with stdin")
         try:
-            await self.containerd.start_task(container_id)
+            await containerd.start_task(container_id)
         except BaseException:
-            await self.containerd.delete_task(container_id)
+            await containerd.delete_task(container_id)
             raise
 
     async def close_task_stdin(self, container_id: str) -> None:
         """Close the stdin of a task made by create_task_with_stdio."""
-        if self.containerd is None:
-            raise EngineError("closing a container's stdin needs containerd's API")
-        await self.containerd.close_task_stdin(container_id)
+        await self._engine_api("closing a container's stdin").close_task_stdin(container_id)
 
     async def set_networks(self, container_id: str, networks: list[str], *,
                            add_names: list[str], remove_names: list[str]) -> None:
@@ -354,18 +364,17 @@ class Containers:
         add_names and remove_names change the names under which the container
         resolves on its networks (see hosts_names).
         """
-        if self.containerd is None:
-            raise EngineError("changing a container's networks needs containerd's API")
-        type_url, runtime_spec = await self.containerd.container_spec(container_id)
-        annotations = runtime_spec.setdefault("annotations", {})
         value = json.dumps(networks)
-        annotations[NETWORKS_KEY] = value
-        words = (annotations.get(HOSTNAME_ANNOTATION) or container_id[:12]).split()
-        kept = [word for word in words[1:] if word not in remove_names]
-        added = [name for name in add_names if name not in words[:1] + kept]
-        annotations[HOSTNAME_ANNOTATION] = " ".join([*words[:1], *kept, *added])
-        await self.containerd.replace_container_spec(container_id, type_url, runtime_spec,
-                                                     {NETWORKS_KEY: value})
+
+        def edit(runtime_spec: dict[str, Any]) -> None:
+            annotations = runtime_spec.setdefault("annotations", {})
+            annotations[NETWORKS_KEY] = value
+            words = (annotations.get(HOSTNAME_ANNOTATION) or container_id[:12]).split()
+            kept = [word for word in words[1:] if word not in remove_names]
+            added = [name for name in add_names if name not in words[:1] + kept]
+            annotations[HOSTNAME_ANNOTATION] = " ".join([*words[:1], *kept, *added])
+
+        await self._edit_spec(container_id, edit, {NETWORKS_KEY: value})
 
     def _domainname_hook(self, domainname: str) -> dict[str, Any]:
         """Return an OCI createContainer hook that sets the container's NIS domain name.
@@ -464,9 +473,10 @@ class Containers:
             return
         # nerdctl's OCI hook takes the name for the name store and the hosts files from
         # this annotation at each start, and `nerdctl rename` leaves it unchanged.
-        type_url, runtime_spec = await self.containerd.container_spec(container_id)
-        runtime_spec.setdefault("annotations", {})[NAME_ANNOTATION] = new_name
-        await self.containerd.replace_container_spec(container_id, type_url, runtime_spec)
+        def edit(runtime_spec: dict[str, Any]) -> None:
+            runtime_spec.setdefault("annotations", {})[NAME_ANNOTATION] = new_name
+
+        await self._edit_spec(container_id, edit)
 
     async def pause(self, container_id: str) -> None:
         result = await self.runner.run(["container", "pause", "--", container_id], check=False)

@@ -47,12 +47,24 @@ def parse_volume_create(body: Any) -> VolumeRequest:
     unknown = sorted(set(body) - CREATE_FIELDS)
     if unknown:
         raise InvalidParameterError(f"unknown field {unknown[0]} in volume create request")
+
     name = expect(body.get("Name"), str, "Name") or ""
     driver = expect(body.get("Driver"), str, "Driver") or ""
     options = string_map(body.get("DriverOpts"), "DriverOpts")
     labels = string_map(body.get("Labels"), "Labels")
     cluster = expect(body.get("ClusterVolumeSpec"), dict, "ClusterVolumeSpec") is not None
-    for key in labels or {}:
+    _check_label_keys(labels or {})
+
+    anonymous = not name
+    if anonymous:
+        # The shape of dockerd's generated names: 32 random bytes in hexadecimal.
+        name = secrets.token_hex(32)
+    return VolumeRequest(name=name, driver=driver, anonymous=anonymous, labels=labels,
+                         options=options, cluster=cluster)
+
+
+def _check_label_keys(labels: dict[str, str]) -> None:
+    for key in labels:
         if not key or "=" in key:
             raise InvalidParameterError(
                 f"invalid label key {key!r}: a volume label key must be non-empty and must not "
@@ -62,12 +74,6 @@ def parse_volume_create(body: Any) -> VolumeRequest:
             raise InvalidParameterError(
                 f"invalid label key {key!r}: keys starting with {RESERVED_LABEL_PREFIX} "
                 "are reserved for the engine")
-    anonymous = not name
-    if anonymous:
-        # The shape of dockerd's generated names: 32 random bytes in hexadecimal.
-        name = secrets.token_hex(32)
-    return VolumeRequest(name=name, driver=driver, anonymous=anonymous, labels=labels,
-                         options=options, cluster=cluster)
 
 
 def check_driver(name: str, driver: str) -> None:
