@@ -329,9 +329,9 @@ def _open_fifos(folder: Path) -> list[int]:
     """Open a FIFO folder's stdin for writing and its stdout and stderr for reading.
 
     O_RDWR opens stdin without waiting for a reader. The runc shim's open of each
-    output FIFO for writing waits for a reader, so those open before the task is
-    created, and finchd reads them only once the shim has its write ends, because
-    until then a read returns end of file.
+    output FIFO for writing waits for a reader, so the outputs open before the task
+    is created. finchd reads them only after the shim has opened its write ends,
+    because until then a read returns end of file.
     """
     opened = [os.open(folder / "stdin", os.O_RDWR | os.O_NONBLOCK)]
     try:
@@ -377,8 +377,8 @@ class FifoRelay:
         await _copy_to_fifo(reader, self.stdin)
         if not self.stdin_once or self.stdin_closed:
             return
-        # The process sees end of file once no writer is left: finchd's descriptor,
-        # and the shim's own, which Tasks.CloseIO closes.
+        # The process reads end of file once both writers are closed: finchd's
+        # descriptor, and the shim's own, which Tasks.CloseIO closes.
         self.stdin_closed = True
         for feeder in self.feeders:
             if feeder is not asyncio.current_task():
